@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { defaultCrdDir, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
+
+const program = new Command('tally')
+  .description(
+    'Kubernetes-native conversion tracking: Stripe and Cal.com events in, revenue-bearing conversions out.',
+  )
+  .version(process.env.npm_package_version ?? '0.1.0')
+  .showHelpAfterError();
+
+program
+  .command('crds')
+  .description('Print the CustomResourceDefinitions (StripeIntegration, MetaPixel, CalIntegration) as YAML.')
+  .option('--write [dir]', 'write one file per CRD into dir (default: crds/) instead of printing')
+  .option(
+    '--check [dir]',
+    'exit 1 when the files in dir (default: crds/) differ from what this version generates',
+  )
+  .addHelpText(
+    'after',
+    '\nExamples:\n  tally crds | kubectl apply --server-side -f -\n  tally crds --check crds/',
+  )
+  .action(async (opts: { write?: string | true; check?: string | true }) => {
+    if (opts.check) {
+      const dir = typeof opts.check === 'string' ? opts.check : defaultCrdDir();
+      const stale = await staleCrdFiles(dir);
+      if (stale.length > 0) {
+        console.error(
+          `CRDs in ${dir} are out of date: ${stale.join(', ')}. Run \`npm run crds\` and commit.`,
+        );
+        process.exitCode = 1;
+      } else {
+        console.log(`CRDs in ${dir} match the schema source.`);
+      }
+    } else if (opts.write) {
+      const dir = typeof opts.write === 'string' ? opts.write : defaultCrdDir();
+      for (const file of await writeCrdFiles(dir)) console.log(`wrote ${file}`);
+    } else {
+      process.stdout.write([...renderCrdFiles().values()].join('---\n'));
+    }
+  });
+
+program
+  .command('dev')
+  .description(
+    'Run Tally locally: a real kube-apiserver and etcd on loopback, the CRDs and examples/ applied. Stops on Ctrl-C.',
+  )
+  .addOption(
+    new Option('--dir <dir>', 'where the local cluster keeps its data, certificates and logs').default(
+      '.tally',
+    ),
+  )
+  .option('--no-examples', 'do not apply the resources in examples/')
+  .action(async (opts: { dir: string; examples: boolean }) => {
+    const { runDev } = await import('./dev.js');
+    await runDev(opts);
+  });
+
+for (const [name, description] of [
+  [
+    'operator',
+    'Reconcile StripeIntegration, MetaPixel and CalIntegration resources into a running pipeline.',
+  ],
+  ['ingest', 'Receive and verify Stripe and Cal.com webhooks and store them as conversions in PostgreSQL.'],
+  ['forwarder', "Forward stored conversions to Meta's Conversions API."],
+  ['trigger', 'Send a realistic, correctly signed sample event to a webhook URL (like `stripe trigger`).'],
+] as const) {
+  program
+    .command(name)
+    .description(`${description} (not available in this version yet)`)
+    .action(() => {
+      console.error(`tally ${name} is not available in this version yet.`);
+      process.exitCode = 2;
+    });
+}
+
+await program.parseAsync();

