@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     testTimeout: 60_000,
+    // Components log JSON; in tests only warnings and errors are worth reading.
+    env: { LOG_LEVEL: 'warn' },
     hookTimeout: 120_000,
     // The two cores are shared with kube-apiserver, etcd and PostgreSQL.
     maxWorkers: 2,

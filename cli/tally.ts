@@ -57,12 +57,36 @@ program
     await runDev(opts);
   });
 
+program
+  .command('ingest')
+  .description('Receive and verify Stripe and Cal.com webhooks and store them as conversions in PostgreSQL.')
+  .requiredOption(
+    '-c, --config <file>',
+    'the Tally configuration file (YAML or JSON); reloaded when it changes',
+  )
+  .option(
+    '--data-dir <dir>',
+    'data folder of the embedded PostgreSQL used when no database URL is set',
+    '.tally/postgres',
+  )
+  .addHelpText(
+    'after',
+    '\nThe database is database.url from the config, else DATABASE_URL, else an embedded PostgreSQL in --data-dir.\n' +
+      'Webhooks (ingest.port): POST /webhooks/stripe/<namespace>/<name>, POST /webhooks/cal/<namespace>/<name>.\n' +
+      'Admin (ingest.adminPort): /healthz, /readyz, /metrics, /api/v1/conversions, /api/v1/stats.',
+  )
+  .action(async (opts: { config: string; dataDir: string }) => {
+    const { runIngest } = await import('../ingest/main.js');
+    const ingest = await runIngest({ configPath: opts.config, dataDir: opts.dataDir });
+    await untilSignal();
+    await ingest.close();
+  });
+
 for (const [name, description] of [
   [
     'operator',
     'Reconcile StripeIntegration, MetaPixel and CalIntegration resources into a running pipeline.',
   ],
-  ['ingest', 'Receive and verify Stripe and Cal.com webhooks and store them as conversions in PostgreSQL.'],
   ['forwarder', "Forward stored conversions to Meta's Conversions API."],
   ['trigger', 'Send a realistic, correctly signed sample event to a webhook URL (like `stripe trigger`).'],
 ] as const) {
@@ -73,6 +97,14 @@ for (const [name, description] of [
       console.error(`tally ${name} is not available in this version yet.`);
       process.exitCode = 2;
     });
+}
+
+/** Resolves on SIGINT or SIGTERM, so a command can shut down cleanly (Kubernetes sends SIGTERM). */
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
 }
 
 await program.parseAsync();

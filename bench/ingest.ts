@@ -1,0 +1,201 @@
+/**
+ * npm run bench:ingest — ingest throughput against a same-run baseline:
+ *   (a) a bare fastify POST route with the same 2 KB body;
+ *   (b) the real Stripe route: signature verification + durable group-committed insert + 2xx;
+ * at 50 and 200 connections, rounds interleaved. Prints req/s, p50/p99 and the ratio b/a per round,
+ * the medians, and last a JSON line. Set BENCH_SECONDS (default 10) and BENCH_ROUNDS (default 3).
+ */
+import autocannon from 'autocannon';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { startDatabase } from '../core/db/embedded-postgres.js';
+import { freePort } from '../core/net.js';
+import { projectRoot } from '../core/project-root.js';
+import { checkoutSession, signStripe, stripeEvent } from '../test/fixtures/stripe.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECRET = 'whsec_bench_0123456789abcdef';
+const ROUTE = '/webhooks/stripe/growth/acme';
+
+// A ~2 KB checkout.session.completed; the id is replaced per request so every event is new.
+const template = JSON.stringify(
+  stripeEvent(
+    'checkout.session.completed',
+    checkoutSession({
+      metadata: { fbc: 'fb.1.1700000000.AbCdEfGh', fbp: 'fb.1.1700000000.1234567890', note: 'x'.repeat(900) },
+    }),
+    { id: 'evt_BENCHID' },
+  ),
+);
+
+interface Run {
+  mode: 'a' | 'b';
+  connections: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+}
+
+async function load(
+  url: string,
+  connections: number,
+  seconds: number,
+  sign: boolean,
+): Promise<autocannon.Result> {
+  let n = 0;
+  const prefix = `${process.pid}${Date.now()}`;
+  return autocannon({
+    url: `${url}${ROUTE}`,
+    connections,
+    duration: seconds,
+    method: 'POST',
+    requests: [
+      {
+        setupRequest: (req) => {
+          const body = template.replace('evt_BENCHID', `evt_${prefix}_${n++}`);
+          return {
+            ...req,
+            body,
+            headers: {
+              'content-type': 'application/json',
+              ...(sign ? { 'stripe-signature': signStripe(body, SECRET) } : {}),
+            },
+          };
+        },
+      },
+    ],
+  });
+}
+
+function start(args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  return spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+async function waitForHttp(url: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (
+      await fetch(url).then(
+        (r) => r.status < 500,
+        () => false,
+      )
+    )
+      return;
+    await sleep(100);
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+async function main() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'tally-bench-'));
+  await chmod(dir, 0o755);
+  const db = await startDatabase(dir);
+  const children: ChildProcess[] = [];
+  try {
+    const [barePort, ingestPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+    const configPath = path.join(dir, 'tally.yaml');
+    await writeFile(
+      configPath,
+      JSON.stringify({
+        ingest: { host: '127.0.0.1', port: ingestPort, adminPort },
+        database: { url: db.url },
+        stripe: [{ namespace: 'growth', name: 'acme', signingSecrets: [SECRET] }],
+      }),
+    );
+    const root = projectRoot();
+    children.push(start([path.join(root, 'dist/bench/bare-server.js'), String(barePort)]));
+    children.push(
+      start([path.join(root, 'dist/cli/tally.js'), 'ingest', '--config', configPath], {
+        ...process.env,
+        LOG_LEVEL: 'warn',
+      }),
+    );
+    const bareUrl = `http://127.0.0.1:${barePort}`;
+    const ingestUrl = `http://127.0.0.1:${ingestPort}`;
+    await waitForHttp(`${bareUrl}/`);
+    await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+
+    const runs: Run[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const connections of [50, 200]) {
+        // Alternate which mode goes first, so drift on a noisy machine does not favour one.
+        const order: ('a' | 'b')[] = round % 2 ? ['a', 'b'] : ['b', 'a'];
+        for (const mode of order) {
+          if (mode === 'b') {
+            await admin.query('TRUNCATE outbox, money_movements, events');
+            await admin.query('CHECKPOINT');
+          }
+          const url = mode === 'a' ? bareUrl : ingestUrl;
+          await load(url, connections, 2, mode === 'b'); // warm-up
+          const r = await load(url, connections, SECONDS, mode === 'b');
+          const run = {
+            mode,
+            connections,
+            rps: r.requests.average,
+            p50: r.latency.p50,
+            p99: r.latency.p99,
+            non2xx: r.non2xx + r.errors + r.timeouts,
+          };
+          runs.push(run);
+          console.log(
+            `round ${round} (${mode}) ${connections} conns: ${run.rps.toFixed(0)} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, non-2xx/errors ${run.non2xx}`,
+          );
+        }
+      }
+    }
+    const { rows } = await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM events');
+    await admin.end();
+
+    const summary: Record<string, unknown> = {
+      seconds: SECONDS,
+      rounds: ROUNDS,
+      eventsInLastRun: rows[0]!.n,
+    };
+    for (const connections of [50, 200]) {
+      const ratios: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const a = runs.filter((r) => r.mode === 'a' && r.connections === connections)[round]!;
+        const b = runs.filter((r) => r.mode === 'b' && r.connections === connections)[round]!;
+        ratios.push(b.rps / a.rps);
+      }
+      const of = (mode: 'a' | 'b', key: 'rps' | 'p50' | 'p99') =>
+        median(runs.filter((r) => r.mode === mode && r.connections === connections).map((r) => r[key]));
+      const line = {
+        aRps: Math.round(of('a', 'rps')),
+        bRps: Math.round(of('b', 'rps')),
+        ratioBA: Number(median(ratios).toFixed(3)),
+        ratioRange: [Number(Math.min(...ratios).toFixed(3)), Number(Math.max(...ratios).toFixed(3))],
+        aP50: of('a', 'p50'),
+        aP99: of('a', 'p99'),
+        bP50: of('b', 'p50'),
+        bP99: of('b', 'p99'),
+        non2xx: runs.filter((r) => r.connections === connections).reduce((s, r) => s + r.non2xx, 0),
+      };
+      summary[`c${connections}`] = line;
+      console.log(
+        `${connections} conns: b/a = ${line.ratioBA} (rounds ${line.ratioRange.join('–')}), a ${line.aRps} req/s, b ${line.bRps} req/s, b p50 ${line.bP50} ms, b p99 ${line.bP99} ms`,
+      );
+    }
+    console.log(JSON.stringify(summary));
+  } finally {
+    for (const c of children) c.kill('SIGTERM');
+    await sleep(500);
+    await db.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

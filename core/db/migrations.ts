@@ -1,0 +1,213 @@
+import type pg from 'pg';
+
+/**
+ * Schema migrations, applied in order at start-up by every process that uses the database, inside
+ * one transaction under an advisory lock so that replicas starting together apply each once.
+ * Append new migrations; never edit an applied one.
+ */
+export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'events, money movements and the outbox',
+    sql: `
+      CREATE TABLE events (
+        id              bigserial PRIMARY KEY,
+        source          text NOT NULL CHECK (source IN ('stripe', 'cal')),
+        integration     text NOT NULL,              -- namespace/name of the custom resource
+        idempotency_key text NOT NULL,              -- Stripe: account:evt_…; Cal.com: trigger:uid[:seat]
+        provider_event_id text,                     -- Stripe evt_…
+        provider_type   text NOT NULL,              -- checkout.session.completed, BOOKING_CREATED, …
+        conversion_type text,                       -- checkout_completed, booking_created, …; NULL when only stored
+        occurred_at     timestamptz NOT NULL,       -- when the provider says it happened
+        received_at     timestamptz NOT NULL DEFAULT now(),
+        amount_minor    bigint,                     -- this event's own amount, in minor units
+        currency        text CHECK (currency ~ '^[A-Z]{3}$'),
+        money_key       text,                       -- the money movement it reports (see money_movements)
+        customer_id     text,
+        customer_email  text,
+        account         text,                       -- Stripe Connect account
+        livemode        boolean,
+        attribution     jsonb NOT NULL DEFAULT '{}', -- fbc, fbp, client_ip, client_user_agent, anonymous_id, utm_*
+        details         jsonb NOT NULL DEFAULT '{}', -- normalised provider fields (booking, attendee, object ids)
+        payload         jsonb NOT NULL,             -- the provider's event as received
+        UNIQUE (integration, idempotency_key),
+        CHECK ((amount_minor IS NULL) = (currency IS NULL))
+      );
+      CREATE INDEX events_by_integration_time ON events (integration, occurred_at DESC, id DESC);
+
+      -- One row per money movement: a payment counts once, however many events report it.
+      -- same_as points at the movement it duplicates (e.g. an invoice's PaymentIntent); those rows add no revenue.
+      CREATE TABLE money_movements (
+        integration   text NOT NULL,
+        key           text NOT NULL,                 -- invoice:in_…, payment_intent:pi_…, checkout:cs_…, charge:ch_…
+        amount_minor  bigint NOT NULL,
+        currency      text NOT NULL,
+        customer_id   text,
+        occurred_at   timestamptz NOT NULL,
+        event_id      bigint NOT NULL REFERENCES events (id),
+        same_as       text,
+        PRIMARY KEY (integration, key)
+      );
+      CREATE INDEX money_movements_revenue ON money_movements (integration, occurred_at) WHERE same_as IS NULL;
+      CREATE INDEX money_movements_match ON money_movements (integration, customer_id, currency, amount_minor)
+        WHERE same_as IS NULL;
+
+      -- What the forwarder sends: one row per destination that wants an event.
+      CREATE TABLE outbox (
+        id              bigserial PRIMARY KEY,
+        event_id        bigint NOT NULL REFERENCES events (id),
+        destination     text NOT NULL,               -- meta:namespace/name
+        status          smallint NOT NULL DEFAULT 0, -- 0 pending, 1 sent, 2 dead-lettered
+        attempts        integer NOT NULL DEFAULT 0,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        locked_until    timestamptz,
+        last_error      text,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        sent_at         timestamptz,
+        UNIQUE (event_id, destination)
+      );
+      CREATE INDEX outbox_pending ON outbox (destination, id) WHERE status = 0;
+
+      -- Records the money movements of newly stored events (a jsonb array, one call per batch) and returns
+      -- 'integration key' for each movement that added revenue. Per integration it runs under an advisory lock, so concurrent batches
+      -- see each other's movements. Rules, in order:
+      --   1. a key already recorded is the same money (checkout → payment intent → charge share pi_…);
+      --   2. an alias the payload names (an invoice's payments) points at the movement recorded for it;
+      --   3. an invoice and a PaymentIntent of the same customer, amount and currency within 24 h are one
+      --      payment: Stripe's current payloads do not link an invoice's PaymentIntent any other way.
+      CREATE FUNCTION record_money_movements(items jsonb) RETURNS SETOF text
+      LANGUAGE plpgsql AS $fn$
+      DECLARE
+        it jsonb; integ text; k text; canonical text; alias text; at timestamptz; partner_like text; own_like text;
+      BEGIN
+        FOR integ IN SELECT DISTINCT x->>'integration' FROM jsonb_array_elements(items) x ORDER BY 1 LOOP
+          PERFORM pg_advisory_xact_lock(hashtext('tally.money:' || integ));
+        END LOOP;
+        FOR it IN SELECT value FROM jsonb_array_elements(items) LOOP
+          integ := it->>'integration';
+          k := it->>'key';
+          at := (it->>'occurredAt')::timestamptz;
+          CONTINUE WHEN EXISTS (SELECT 1 FROM money_movements WHERE integration = integ AND key = k);
+          canonical := NULL;
+          SELECT coalesce(m.same_as, m.key) INTO canonical FROM money_movements m
+           WHERE m.integration = integ AND m.key IN (SELECT jsonb_array_elements_text(it->'aliases'))
+           LIMIT 1;
+          IF canonical IS NULL AND it->>'customerId' IS NOT NULL
+             AND (k LIKE 'invoice:%' OR k LIKE 'payment_intent:%') THEN
+            own_like := CASE WHEN k LIKE 'invoice:%' THEN 'invoice:%' ELSE 'payment_intent:%' END;
+            partner_like := CASE WHEN k LIKE 'invoice:%' THEN 'payment_intent:%' ELSE 'invoice:%' END;
+            SELECT m.key INTO canonical FROM money_movements m
+             WHERE m.integration = integ AND m.same_as IS NULL AND m.key LIKE partner_like
+               AND m.customer_id = it->>'customerId' AND m.currency = it->>'currency'
+               AND m.amount_minor = (it->>'amountMinor')::bigint
+               AND m.occurred_at BETWEEN at - interval '24 hours' AND at + interval '24 hours'
+               AND NOT EXISTS (SELECT 1 FROM money_movements d
+                                WHERE d.integration = integ AND d.same_as = m.key AND d.key LIKE own_like)
+             ORDER BY abs(extract(epoch FROM m.occurred_at - at)), m.key
+             LIMIT 1;
+          END IF;
+          INSERT INTO money_movements (integration, key, amount_minor, currency, customer_id, occurred_at, event_id, same_as)
+          VALUES (integ, k, (it->>'amountMinor')::bigint, it->>'currency', it->>'customerId', at,
+                  (it->>'eventId')::bigint, canonical);
+          FOR alias IN SELECT jsonb_array_elements_text(it->'aliases') LOOP
+            INSERT INTO money_movements (integration, key, amount_minor, currency, customer_id, occurred_at, event_id, same_as)
+            VALUES (integ, alias, (it->>'amountMinor')::bigint, it->>'currency', it->>'customerId', at,
+                    (it->>'eventId')::bigint, coalesce(canonical, k))
+            ON CONFLICT DO NOTHING;
+          END LOOP;
+          IF canonical IS NULL THEN
+            RETURN NEXT integ || ' ' || k;
+          END IF;
+        END LOOP;
+      END
+      $fn$;
+
+      -- One batch of events in one call, so group commit costs one round trip and one transaction:
+      -- inserts the events (the first occurrence of a key wins; an existing key is a duplicate), their
+      -- outbox rows and their money movements. Returns {"inserted": [ordinals], "revenue": [{integration, currency, amountMinor}]}.
+      CREATE FUNCTION store_events(
+        p_source text[], p_integration text[], p_key text[], p_provider_event_id text[], p_provider_type text[],
+        p_conversion_type text[], p_occurred_at timestamptz[], p_amount bigint[], p_currency text[],
+        p_money_key text[], p_customer_id text[], p_customer_email text[], p_account text[], p_livemode boolean[],
+        p_attribution jsonb[], p_details jsonb[], p_payload jsonb[],
+        p_dest_ord bigint[], p_dest text[], p_money jsonb[])
+      RETURNS jsonb LANGUAGE plpgsql AS $fn$
+      DECLARE
+        ords bigint[]; ids bigint[]; movements jsonb; added text[]; revenue jsonb;
+      BEGIN
+        WITH input AS (
+          SELECT * FROM unnest(p_source, p_integration, p_key, p_provider_event_id, p_provider_type, p_conversion_type,
+                               p_occurred_at, p_amount, p_currency, p_money_key, p_customer_id, p_customer_email,
+                               p_account, p_livemode, p_attribution, p_details, p_payload)
+                   WITH ORDINALITY AS t(source, integration, idempotency_key, provider_event_id, provider_type,
+                                        conversion_type, occurred_at, amount_minor, currency, money_key, customer_id,
+                                        customer_email, account, livemode, attribution, details, payload, n)),
+        firsts AS (SELECT DISTINCT ON (integration, idempotency_key) * FROM input ORDER BY integration, idempotency_key, n),
+        ins AS (
+          INSERT INTO events (source, integration, idempotency_key, provider_event_id, provider_type, conversion_type,
+                              occurred_at, amount_minor, currency, money_key, customer_id, customer_email, account,
+                              livemode, attribution, details, payload)
+          SELECT source, integration, idempotency_key, provider_event_id, provider_type, conversion_type, occurred_at,
+                 amount_minor, currency, money_key, customer_id, customer_email, account, livemode, attribution,
+                 details, payload
+            FROM firsts
+          ON CONFLICT (integration, idempotency_key) DO NOTHING
+          RETURNING id, integration, idempotency_key)
+        SELECT array_agg(f.n ORDER BY f.n), array_agg(ins.id ORDER BY f.n) INTO ords, ids
+          FROM ins JOIN firsts f USING (integration, idempotency_key);
+
+        IF ords IS NULL THEN
+          RETURN jsonb_build_object('inserted', '[]'::jsonb, 'revenue', '[]'::jsonb);
+        END IF;
+
+        INSERT INTO outbox (event_id, destination)
+        SELECT i.id, d.dest
+          FROM unnest(ords, ids) AS i(n, id) JOIN unnest(p_dest_ord, p_dest) AS d(n, dest) ON d.n = i.n;
+
+        SELECT jsonb_agg(p_money[i.n] || jsonb_build_object('eventId', i.id)) INTO movements
+          FROM unnest(ords, ids) AS i(n, id) WHERE p_money[i.n] IS NOT NULL;
+        SELECT array_agg(k) INTO added FROM record_money_movements(coalesce(movements, '[]'::jsonb)) AS r(k);
+        -- A statement of its own: the function's inserts are invisible to the statement that calls it.
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                 'integration', m.integration, 'currency', m.currency, 'amountMinor', m.amount_minor)), '[]'::jsonb)
+          INTO revenue
+          FROM unnest(added) AS a(k)
+          JOIN money_movements m ON m.integration = split_part(a.k, ' ', 1) AND m.key = split_part(a.k, ' ', 2);
+
+        RETURN jsonb_build_object('inserted', to_jsonb(ords), 'revenue', revenue);
+      END
+      $fn$;
+    `,
+  },
+];
+
+const LOCK_ID = 0x7a11_0001;
+
+export async function migrate(pool: pg.Pool): Promise<number[]> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_ID]);
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
+    const applied = new Set(rows.map((r) => r.version));
+    const now: number[] = [];
+    for (const m of MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
+        m.version,
+        m.name,
+      ]);
+      now.push(m.version);
+    }
+    await client.query('COMMIT');
+    return now;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

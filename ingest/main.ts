@@ -1,0 +1,138 @@
+import type { FastifyInstance } from 'fastify';
+import type pg from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigSource } from '../core/config/config-source.js';
+import { startDatabase, type Database } from '../core/db/embedded-postgres.js';
+import { migrate } from '../core/db/migrations.js';
+import { createPool, redactDatabaseUrl } from '../core/db/pool.js';
+import { createLogger } from '../core/logging.js';
+import { EventStore } from '../core/store/event-store.js';
+import { createIngestMetrics } from './metrics.js';
+import { buildRouting, type Routing } from './routing.js';
+import { buildAdminServer, buildWebhookServer } from './server.js';
+
+export interface IngestOptions {
+  configPath: string;
+  /** Where the embedded PostgreSQL keeps its data when no database URL is configured. */
+  dataDir: string;
+  /** Overrides the configured ports (tests use 0). */
+  port?: number;
+  adminPort?: number;
+  host?: string;
+}
+
+export interface RunningIngest {
+  webhookUrl: string;
+  adminUrl: string;
+  close(): Promise<void>;
+}
+
+/** `tally ingest`: verify, store and acknowledge webhooks; serve the read API and metrics. */
+export async function runIngest(opts: IngestOptions): Promise<RunningIngest> {
+  const log = createLogger('ingest');
+  const metrics = createIngestMetrics();
+  let routing: Routing | undefined;
+  const config = await ConfigSource.load(opts.configPath, {
+    onReload: (c) => {
+      routing = buildRouting(c);
+      metrics.configReloads.inc({ result: 'success' });
+      metrics.configLastSuccess.setToCurrentTime();
+      log.info(
+        { stripe: c.stripe.length, cal: c.cal.length, metaPixels: c.metaPixels.length },
+        'configuration loaded',
+      );
+    },
+    onReloadFailed: (err) => {
+      metrics.configReloads.inc({ result: 'failure' });
+      log.error({ error: err.message }, 'configuration rejected; the last good one stays live');
+    },
+  });
+  config.watch();
+  const settings = config.current().ingest;
+
+  let embedded: Database | undefined;
+  let url = config.current().database.url ?? process.env.DATABASE_URL;
+  if (!url) {
+    embedded = await startDatabase(opts.dataDir);
+    url = embedded.url;
+    log.info({ dataDir: embedded.source }, 'started embedded PostgreSQL');
+  }
+  log.info({ database: redactDatabaseUrl(url) }, 'using PostgreSQL');
+  const pool = createPool(url, log);
+  const schema = keepMigrating(pool, log);
+
+  const store = new EventStore(pool, {
+    onBatch: (size, saved) => {
+      metrics.batchSize.observe(size);
+      for (const r of saved.newRevenue) {
+        metrics.revenue.inc({ integration: r.integration, currency: r.currency }, r.amountMinor);
+      }
+    },
+  });
+  const deps = {
+    routing: () => routing!,
+    store,
+    pool,
+    metrics,
+    log,
+    bodyLimitBytes: settings.bodyLimitBytes,
+    stripeToleranceSeconds: () => config.current().ingest.stripeToleranceSeconds,
+  };
+  const webhooks = await buildWebhookServer(deps);
+  const admin = await buildAdminServer(deps, async () => {
+    const problems: string[] = [];
+    if (!schema.ready) problems.push('database schema not migrated yet');
+    else if (!(await databaseResponds(pool))) problems.push('database not reachable');
+    return problems;
+  });
+  const host = opts.host ?? settings.host;
+  const webhookUrl = await listen(webhooks, host, opts.port ?? settings.port);
+  const adminUrl = await listen(admin, host, opts.adminPort ?? settings.adminPort);
+  log.info({ webhookUrl, adminUrl }, 'ingest listening');
+
+  return {
+    webhookUrl,
+    adminUrl,
+    async close() {
+      config.close();
+      schema.stop();
+      // close() lets in-flight requests finish: their events are committed before the process exits.
+      await Promise.all([webhooks.close(), admin.close()]);
+      await pool.end();
+      await embedded?.stop();
+    },
+  };
+}
+
+/** Applies migrations, retrying while the database is unreachable, so the process stays up (and not ready). */
+function keepMigrating(pool: pg.Pool, log: ReturnType<typeof createLogger>) {
+  const state = { ready: false, stopped: false, stop: () => void (state.stopped = true) };
+  void (async () => {
+    for (let delay = 500; !state.stopped; delay = Math.min(delay * 2, 10_000)) {
+      try {
+        const applied = await migrate(pool);
+        if (applied.length > 0) log.info({ applied }, 'database migrated');
+        state.ready = true;
+        return;
+      } catch (err) {
+        log.warn({ error: (err as Error).message, retryInMs: delay }, 'database not ready');
+        await sleep(delay);
+      }
+    }
+  })();
+  return state;
+}
+
+async function databaseResponds(pool: pg.Pool): Promise<boolean> {
+  try {
+    await pool.query({ text: 'SELECT 1', query_timeout: 1_000 } as pg.QueryConfig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+  const address = await app.listen({ host, port });
+  return address.replace('[::1]', '127.0.0.1');
+}
