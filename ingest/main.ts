@@ -33,8 +33,8 @@ export async function runIngest(opts: IngestOptions): Promise<RunningIngest> {
   const metrics = createIngestMetrics();
   let routing: Routing | undefined;
   const config = await ConfigSource.load(opts.configPath, {
-    onReload: (c) => {
-      routing = buildRouting(c);
+    onReload: (c, digest) => {
+      routing = buildRouting(c, digest);
       metrics.configReloads.inc({ result: 'success' });
       metrics.configLastSuccess.setToCurrentTime();
       log.info(

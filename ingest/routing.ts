@@ -8,13 +8,15 @@ import {
 /** Lookups derived from one configuration snapshot; rebuilt on every reload, never mutated. */
 export interface Routing {
   config: TallyConfig;
+  /** Which configuration file version this is (SHA-256 of its text). */
+  configDigest: string;
   stripe: Map<string, StripeIntegrationConfig>;
   cal: Map<string, CalIntegrationConfig>;
   /** Outbox destinations that want a Stripe integration's events. */
   destinations: Map<string, string[]>;
 }
 
-export function buildRouting(config: TallyConfig): Routing {
+export function buildRouting(config: TallyConfig, configDigest: string): Routing {
   const destinations = new Map<string, string[]>();
   for (const s of config.stripe) {
     const id = integrationId(s);
@@ -30,6 +32,7 @@ export function buildRouting(config: TallyConfig): Routing {
   }
   return {
     config,
+    configDigest,
     stripe: new Map(config.stripe.map((s) => [integrationId(s), s])),
     cal: new Map(config.cal.map((c) => [integrationId(c), c])),
     destinations,

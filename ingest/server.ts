@@ -238,6 +238,15 @@ export async function buildAdminServer(
       .header('Content-Type', deps.metrics.registry.contentType)
       .send(await deps.metrics.registry.metrics()),
   );
+  // What this process has loaded, so the operator reports an integration Ready only once ingest serves it.
+  app.get('/api/v1/integrations', () => {
+    const routing = deps.routing();
+    return {
+      configDigest: routing.configDigest,
+      stripe: [...routing.stripe.keys()],
+      cal: [...routing.cal.keys()],
+    };
+  });
   registerReadApi(app, deps.pool);
   return app;
 }

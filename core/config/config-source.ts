@@ -5,7 +5,8 @@ import path from 'node:path';
 import { parseConfig, type TallyConfig } from './tally-config.js';
 
 export interface ConfigSourceEvents {
-  onReload?: (config: TallyConfig) => void;
+  /** `digest` is the SHA-256 of the file's text: the version of the configuration now live. */
+  onReload?: (config: TallyConfig, digest: string) => void;
   onReloadFailed?: (err: Error) => void;
 }
 
@@ -36,7 +37,7 @@ export class ConfigSource {
 
   static async load(file: string, events: ConfigSourceEvents = {}): Promise<ConfigSource> {
     const source = new ConfigSource(file, await readFile(file, 'utf8'), events);
-    events.onReload?.(source.config);
+    events.onReload?.(source.config, source.digest);
     return source;
   }
 
@@ -87,7 +88,7 @@ export class ConfigSource {
     try {
       this.config = parseConfig(text, this.file);
       this.digest = digest;
-      this.events.onReload?.(this.config);
+      this.events.onReload?.(this.config, digest);
     } catch (err) {
       // Remember the bad text too, so it is reported once, not on every poll.
       this.digest = digest;

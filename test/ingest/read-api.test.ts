@@ -109,6 +109,11 @@ describe('ingest: read API, configuration reload and metrics', () => {
       (await ingest.post(newRoute, body, { 'stripe-signature': signStripe(body, 'whsec_second') })).status,
     ).toBe(404);
 
+    type Loaded = { configDigest: string; stripe: string[]; cal: string[] };
+    const before = (await ingest.admin<Loaded>('/api/v1/integrations')).body;
+    expect(before).toMatchObject({ stripe: ['growth/acme'], cal: ['growth/demo-calls'] });
+    expect(before.configDigest).toMatch(/^[0-9a-f]{64}$/);
+
     const current = yaml.load(await readFile(ingest.configPath, 'utf8')) as ReturnType<typeof baseConfig>;
     await ingest.writeConfig({
       ...current,
@@ -124,6 +129,9 @@ describe('ingest: read API, configuration reload and metrics', () => {
         { timeout: 10_000 },
       )
       .toBe(200);
+    const after = (await ingest.admin<Loaded>('/api/v1/integrations')).body;
+    expect(after.stripe).toEqual(['growth/acme', 'growth/second']);
+    expect(after.configDigest).not.toBe(before.configDigest);
 
     // An invalid file is refused: the integration added above keeps working.
     await ingest.writeConfig({
@@ -143,6 +151,7 @@ describe('ingest: read API, configuration reload and metrics', () => {
     expect(
       (await ingest.post(newRoute, b, { 'stripe-signature': signStripe(b, 'whsec_second') })).status,
     ).toBe(200);
+    expect((await ingest.admin<Loaded>('/api/v1/integrations')).body).toEqual(after);
   });
 
   it('exposes metrics that promtool accepts', async () => {
