@@ -179,6 +179,22 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       $fn$;
     `,
   },
+  {
+    version: 2,
+    name: 'forwarder: skipped rows, failure reasons, one purchase per payment',
+    sql: `
+      -- status 3: skipped on purpose (not a conversion for this destination, or its payment already sent).
+      ALTER TABLE outbox ADD CONSTRAINT outbox_status_known CHECK (status IN (0, 1, 2, 3));
+      -- Why the row was dead-lettered or skipped (too_old, invalid_event, …); last_error says it for people.
+      ALTER TABLE outbox ADD COLUMN failure_reason text;
+      -- The event_id a sent row shares with another event of the same payment (a subscription's checkout
+      -- and its first invoice), so the second of them is skipped instead of counted twice.
+      ALTER TABLE outbox ADD COLUMN shared_event_id text;
+      CREATE INDEX outbox_shared_sent ON outbox (destination, shared_event_id)
+        WHERE shared_event_id IS NOT NULL AND status = 1;
+      CREATE INDEX outbox_dead ON outbox (destination, id) WHERE status = 2;
+    `,
+  },
 ];
 
 const LOCK_ID = 0x7a11_0001;
