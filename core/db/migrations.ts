@@ -78,45 +78,87 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE FUNCTION record_money_movements(items jsonb) RETURNS SETOF text
       LANGUAGE plpgsql AS $fn$
       DECLARE
-        it jsonb; integ text; k text; canonical text; alias text; at timestamptz; partner_like text; own_like text;
+        it record; integ text; canonical text; alias text; partner_like text; own_like text;
+        simple jsonb; complex jsonb;
       BEGIN
         FOR integ IN SELECT DISTINCT x->>'integration' FROM jsonb_array_elements(items) x ORDER BY 1 LOOP
           PERFORM pg_advisory_xact_lock(hashtext('tally.money:' || integ));
         END LOOP;
-        FOR it IN SELECT value FROM jsonb_array_elements(items) LOOP
-          integ := it->>'integration';
-          k := it->>'key';
-          at := (it->>'occurredAt')::timestamptz;
-          CONTINUE WHEN EXISTS (SELECT 1 FROM money_movements WHERE integration = integ AND key = k);
+
+        -- New keys only, first occurrence in the batch. Most need no matching (rule 1 alone): they are
+        -- inserted in one statement; the few with aliases or a possible invoice/PaymentIntent partner
+        -- (already recorded or in this batch) go through rules 2 and 3 one by one, in batch order.
+        WITH x AS (
+          SELECT r.*, e.n FROM jsonb_array_elements(items) WITH ORDINALITY AS e(v, n),
+               jsonb_to_record(e.v) AS r(integration text, key text, "amountMinor" bigint, currency text,
+                                         "customerId" text, "occurredAt" timestamptz, "eventId" bigint, aliases jsonb)),
+        fresh AS (
+          SELECT DISTINCT ON (integration, key) * FROM x
+           WHERE NOT EXISTS (SELECT 1 FROM money_movements m WHERE m.integration = x.integration AND m.key = x.key)
+           ORDER BY integration, key, n),
+        flagged AS (
+          SELECT f.*, (
+            jsonb_array_length(f.aliases) > 0
+            OR (f."customerId" IS NOT NULL AND (f.key LIKE 'invoice:%' OR f.key LIKE 'payment_intent:%') AND (
+              EXISTS (SELECT 1 FROM money_movements m
+                       WHERE m.integration = f.integration AND m.same_as IS NULL AND m.customer_id = f."customerId"
+                         AND m.currency = f.currency AND m.amount_minor = f."amountMinor"
+                         AND m.key LIKE CASE WHEN f.key LIKE 'invoice:%' THEN 'payment_intent:%' ELSE 'invoice:%' END)
+              OR EXISTS (SELECT 1 FROM fresh g
+                          WHERE g.integration = f.integration AND g."customerId" = f."customerId"
+                            AND g.currency = f.currency AND g."amountMinor" = f."amountMinor" AND g.key <> f.key
+                            AND (g.key LIKE 'invoice:%' OR g.key LIKE 'payment_intent:%'))))
+          ) AS matching
+          FROM fresh f)
+        SELECT jsonb_agg(to_jsonb(flagged) ORDER BY n) FILTER (WHERE NOT matching),
+               jsonb_agg(to_jsonb(flagged) ORDER BY n) FILTER (WHERE matching)
+          INTO simple, complex
+          FROM flagged;
+
+        RETURN QUERY
+          INSERT INTO money_movements (integration, key, amount_minor, currency, customer_id, occurred_at, event_id)
+          SELECT integration, key, "amountMinor", currency, "customerId", "occurredAt", "eventId"
+            FROM jsonb_to_recordset(coalesce(simple, '[]'::jsonb)) AS s(
+              integration text, key text, "amountMinor" bigint, currency text, "customerId" text,
+              "occurredAt" timestamptz, "eventId" bigint)
+          RETURNING money_movements.integration || ' ' || money_movements.key;
+
+        FOR it IN
+          SELECT * FROM jsonb_to_recordset(coalesce(complex, '[]'::jsonb)) AS c(
+            integration text, key text, "amountMinor" bigint, currency text, "customerId" text,
+            "occurredAt" timestamptz, "eventId" bigint, aliases jsonb)
+        LOOP
+          -- An alias recorded by an earlier item of this batch may have claimed this key meanwhile.
+          CONTINUE WHEN EXISTS (SELECT 1 FROM money_movements WHERE integration = it.integration AND key = it.key);
           canonical := NULL;
           SELECT coalesce(m.same_as, m.key) INTO canonical FROM money_movements m
-           WHERE m.integration = integ AND m.key IN (SELECT jsonb_array_elements_text(it->'aliases'))
+           WHERE m.integration = it.integration AND m.key IN (SELECT jsonb_array_elements_text(it.aliases))
            LIMIT 1;
-          IF canonical IS NULL AND it->>'customerId' IS NOT NULL
-             AND (k LIKE 'invoice:%' OR k LIKE 'payment_intent:%') THEN
-            own_like := CASE WHEN k LIKE 'invoice:%' THEN 'invoice:%' ELSE 'payment_intent:%' END;
-            partner_like := CASE WHEN k LIKE 'invoice:%' THEN 'payment_intent:%' ELSE 'invoice:%' END;
+          IF canonical IS NULL AND it."customerId" IS NOT NULL
+             AND (it.key LIKE 'invoice:%' OR it.key LIKE 'payment_intent:%') THEN
+            own_like := CASE WHEN it.key LIKE 'invoice:%' THEN 'invoice:%' ELSE 'payment_intent:%' END;
+            partner_like := CASE WHEN it.key LIKE 'invoice:%' THEN 'payment_intent:%' ELSE 'invoice:%' END;
             SELECT m.key INTO canonical FROM money_movements m
-             WHERE m.integration = integ AND m.same_as IS NULL AND m.key LIKE partner_like
-               AND m.customer_id = it->>'customerId' AND m.currency = it->>'currency'
-               AND m.amount_minor = (it->>'amountMinor')::bigint
-               AND m.occurred_at BETWEEN at - interval '24 hours' AND at + interval '24 hours'
+             WHERE m.integration = it.integration AND m.same_as IS NULL AND m.key LIKE partner_like
+               AND m.customer_id = it."customerId" AND m.currency = it.currency
+               AND m.amount_minor = it."amountMinor"
+               AND m.occurred_at BETWEEN it."occurredAt" - interval '24 hours' AND it."occurredAt" + interval '24 hours'
                AND NOT EXISTS (SELECT 1 FROM money_movements d
-                                WHERE d.integration = integ AND d.same_as = m.key AND d.key LIKE own_like)
-             ORDER BY abs(extract(epoch FROM m.occurred_at - at)), m.key
+                                WHERE d.integration = it.integration AND d.same_as = m.key AND d.key LIKE own_like)
+             ORDER BY abs(extract(epoch FROM m.occurred_at - it."occurredAt")), m.key
              LIMIT 1;
           END IF;
           INSERT INTO money_movements (integration, key, amount_minor, currency, customer_id, occurred_at, event_id, same_as)
-          VALUES (integ, k, (it->>'amountMinor')::bigint, it->>'currency', it->>'customerId', at,
-                  (it->>'eventId')::bigint, canonical);
-          FOR alias IN SELECT jsonb_array_elements_text(it->'aliases') LOOP
+          VALUES (it.integration, it.key, it."amountMinor", it.currency, it."customerId", it."occurredAt",
+                  it."eventId", canonical);
+          FOR alias IN SELECT jsonb_array_elements_text(it.aliases) LOOP
             INSERT INTO money_movements (integration, key, amount_minor, currency, customer_id, occurred_at, event_id, same_as)
-            VALUES (integ, alias, (it->>'amountMinor')::bigint, it->>'currency', it->>'customerId', at,
-                    (it->>'eventId')::bigint, coalesce(canonical, k))
+            VALUES (it.integration, alias, it."amountMinor", it.currency, it."customerId", it."occurredAt",
+                    it."eventId", coalesce(canonical, it.key))
             ON CONFLICT DO NOTHING;
           END LOOP;
           IF canonical IS NULL THEN
-            RETURN NEXT integ || ' ' || k;
+            RETURN NEXT it.integration || ' ' || it.key;
           END IF;
         END LOOP;
       END
