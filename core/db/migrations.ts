@@ -237,6 +237,17 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       CREATE INDEX outbox_dead ON outbox (destination, id) WHERE status = 2;
     `,
   },
+  {
+    version: 3,
+    name: 'forwarder: one row per destination may own a shared purchase event id',
+    sql: `
+      -- Two forwarder loops may hold a subscription's checkout and its first invoice at the same moment:
+      -- the first to set the shared event id owns the Purchase, the other is skipped.
+      DROP INDEX outbox_shared_sent;
+      CREATE UNIQUE INDEX outbox_shared_once ON outbox (destination, shared_event_id)
+        WHERE shared_event_id IS NOT NULL;
+    `,
+  },
 ];
 
 const LOCK_ID = 0x7a11_0001;
