@@ -21,6 +21,7 @@ describe('ingest: Stripe webhooks', () => {
       ingest: { bodyLimitBytes: 64 * 1024 },
       stripe: [
         ...base.stripe,
+        { namespace: 'growth', name: 'rotating', signingSecrets: ['whsec_old_secret', 'whsec_new_secret'] },
         {
           namespace: 'growth',
           name: 'connect',
@@ -189,6 +190,22 @@ describe('ingest: Stripe webhooks', () => {
       duplicate: true,
     });
     expect(await stored(event.id)).toHaveLength(1);
+  });
+
+  it('accepts either signing secret while one is rolled, and a header that carries both signatures', async () => {
+    const route = '/webhooks/stripe/growth/rotating';
+    const byOld = stripeEvent('invoice.paid', invoice());
+    const byNew = stripeEvent('invoice.paid', invoice());
+    expect((await deliver(byOld, { route, secret: 'whsec_old_secret' })).body).toEqual({ received: true });
+    expect((await deliver(byNew, { route, secret: 'whsec_new_secret' })).body).toEqual({ received: true });
+    // While a secret is rolled in the dashboard, Stripe signs with both: t=…,v1=<old>,v1=<new>.
+    const both = stripeEvent('invoice.paid', invoice());
+    const body = JSON.stringify(both);
+    const t = Math.floor(Date.now() / 1000);
+    const v1 = (secret: string) => signStripe(body, secret, t).split(',v1=')[1]!;
+    const header = `t=${t},v1=${v1('whsec_retired_secret')},v1=${v1('whsec_new_secret')}`;
+    expect((await ingest.post(route, body, { 'stripe-signature': header })).body).toEqual({ received: true });
+    expect(await stored(both.id)).toHaveLength(1);
   });
 
   it('accepts events of its Connect account and ignores other accounts', async () => {
