@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
 import { defaultCrdDir, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
+import { CAL_SAMPLES, STRIPE_SAMPLES, trigger } from './trigger.js';
 
 const program = new Command('tally')
   .description(
@@ -82,13 +83,59 @@ program
     await ingest.close();
   });
 
+program
+  .command('trigger')
+  .description('Send a realistic, correctly signed sample event to ingest, like `stripe trigger`.')
+  .argument('<provider>', 'stripe or cal')
+  .argument(
+    '<type>',
+    'a Stripe event type (checkout.session.completed, …) or a Cal.com trigger (BOOKING_CREATED, …)',
+  )
+  .requiredOption('-i, --integration <namespace/name>', 'the StripeIntegration or CalIntegration to send to')
+  .requiredOption('-s, --secret <secret>', 'the signing secret (Stripe whsec_…) or Cal.com webhook secret')
+  .option('-u, --url <url>', 'the ingest webhook base URL', 'http://127.0.0.1:8080')
+  .option('--set <json>', 'fields to override in the sample object, as JSON, e.g. \'{"amount_total": 4900}\'')
+  .option('--account <acct>', 'send as an event of this Stripe Connect account')
+  .addHelpText(
+    'after',
+    `\nStripe types: ${Object.keys(STRIPE_SAMPLES).join(', ')}` +
+      `\nCal.com triggers: ${Object.keys(CAL_SAMPLES).join(', ')}` +
+      '\n\nExample:\n  tally trigger stripe checkout.session.completed -i growth/acme -s whsec_…',
+  )
+  .action(
+    async (
+      provider: string,
+      type: string,
+      opts: { integration: string; secret: string; url: string; set?: string; account?: string },
+    ) => {
+      if (provider !== 'stripe' && provider !== 'cal') {
+        program.error(`provider must be stripe or cal, got "${provider}"`);
+      }
+      try {
+        const result = await trigger({
+          provider: provider as 'stripe' | 'cal',
+          type,
+          integration: opts.integration,
+          url: opts.url,
+          secret: opts.secret,
+          override: opts.set ? (JSON.parse(opts.set) as Record<string, unknown>) : undefined,
+          account: opts.account,
+        });
+        console.log(`${result.status} ${result.body}${result.eventId ? `  (${result.eventId})` : ''}`);
+        if (result.status >= 300) process.exitCode = 1;
+      } catch (err) {
+        console.error(`tally trigger: ${(err as Error).message}`);
+        process.exitCode = 1;
+      }
+    },
+  );
+
 for (const [name, description] of [
   [
     'operator',
     'Reconcile StripeIntegration, MetaPixel and CalIntegration resources into a running pipeline.',
   ],
   ['forwarder', "Forward stored conversions to Meta's Conversions API."],
-  ['trigger', 'Send a realistic, correctly signed sample event to a webhook URL (like `stripe trigger`).'],
 ] as const) {
   program
     .command(name)
