@@ -338,14 +338,11 @@ export class PixelWorker {
         const base = error.class === 'transient' ? worker.backoff.baseMs : worker.backoff.rateLimitBaseMs;
         const delay = jittered(base, this.consecutiveFailures, worker.backoff.maxMs);
         this.backoffUntil = Math.max(this.backoffUntil, Date.now() + delay);
+        // One due time for the whole batch keeps it together when it is claimed again.
+        const attempts = Math.max(...items.map((i) => i.row.attempts)) + 1;
+        const at = new Date(Date.now() + Math.max(jittered(base, attempts, worker.backoff.maxMs), delay));
         for (const i of items) {
-          const rowDelay = jittered(base, i.row.attempts + 1, worker.backoff.maxMs);
-          out.retry.push({
-            id: i.row.outboxId,
-            at: new Date(Date.now() + Math.max(rowDelay, delay)),
-            error: error.message,
-            countAttempt: true,
-          });
+          out.retry.push({ id: i.row.outboxId, at, error: error.message, countAttempt: true });
         }
         metrics.failed.inc({ pixel, reason: error.class }, items.length);
         this.stats.failed += items.length;
