@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -215,10 +215,10 @@ function buildAdminServer(deps: {
   log: Logger;
   workers: Map<string, PixelWorker>;
   schema: { ready: boolean };
-}): FastifyInstance {
+}) {
   const { pool, metrics, workers } = deps;
   const app = Fastify({
-    loggerInstance: deps.log as FastifyBaseLogger,
+    loggerInstance: deps.log,
     logController: new LogController({ disableRequestLogging: true }),
   });
   app.get('/healthz', () => ({ status: 'ok' }));

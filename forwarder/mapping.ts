@@ -73,7 +73,7 @@ export function wantsCustomer(e: StoredEvent): boolean {
 export function mapEvent(e: StoredEvent, opts: MapOptions): Mapped {
   const d = e.details;
   const names = { ...DEFAULT_EVENT_NAMES, ...opts.names };
-  const s = (key: string) => (typeof d[key] === 'string' && d[key] !== '' ? (d[key] as string) : undefined);
+  const s = (key: string) => (typeof d[key] === 'string' && d[key] !== '' ? d[key] : undefined);
   let kind: MappingKind;
   let eventId: string | undefined;
   let withValue = false;
