@@ -273,7 +273,10 @@ export function stripeReconciler(ctx: OperatorContext) {
     const { namespace, name } = obj.metadata;
     const finalizers = obj.metadata.finalizers ?? [];
     if (!finalizers.includes(FINALIZER)) return;
-    const skip = obj.metadata.annotations?.[SKIP_CLEANUP_ANNOTATION] === 'true';
+    // Nothing was ever registered (no stored signing secret, no endpoint in status): nothing to delete.
+    const registered =
+      Boolean(obj.status?.endpointId) || Boolean(ctx.secrets.get(stripeSigningSecretName(name), namespace));
+    const skip = !registered || obj.metadata.annotations?.[SKIP_CLEANUP_ANNOTATION] === 'true';
     const keyRef = obj.spec.apiKeySecretRef;
     let failure: { reason: string; message: string } | undefined;
     if (!skip) {
