@@ -155,7 +155,7 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
   const ingestAdminURL =
     options.ingestAdminURL ?? localIngest?.adminURL ?? `http://tally-ingest.${opts.namespace}.svc:9090`;
 
-  const metrics = createOperatorMetrics();
+  const metrics = createOperatorMetrics(() => manager.isLeader);
   const kube = new Kube(kc, identity, (verb, resource) => metrics.writes.inc({ verb, resource }), log);
   const informerOpts = (name: string) => ({ name, log });
   const custom = <T extends KubernetesObject>(plural: string) =>
@@ -316,8 +316,6 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
     options.adminHost ?? '127.0.0.1',
     options.adminPort ?? 8081,
   );
-  const leaderGauge = setInterval(() => metrics.leader.set(manager.isLeader ? 1 : 0), 1_000);
-  leaderGauge.unref();
   let pipelineStarted = false;
   const startPipeline = setInterval(() => {
     // Only the leader renders and runs the pipeline; the pipeline key is enqueued once leadership is won.
@@ -330,7 +328,6 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
   try {
     await manager.start();
   } catch (err) {
-    clearInterval(leaderGauge);
     clearInterval(startPipeline);
     await admin.close();
     throw err;
@@ -340,7 +337,6 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      clearInterval(leaderGauge);
       clearInterval(startPipeline);
       await manager.stop();
       pipelineState.stop();

@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ControllerMetrics } from './runtime/index.js';
 
 /** The operator's Prometheus metrics: reconciles by controller and result, their duration, queue depth, API writes. */
-export function createOperatorMetrics() {
+export function createOperatorMetrics(isLeader: () => boolean = () => false) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
@@ -39,10 +39,13 @@ export function createOperatorMetrics() {
     labelNames: ['verb', 'resource'],
     registers: [registry],
   });
-  const leader = new Gauge({
+  new Gauge({
     name: 'tally_operator_leader',
     help: '1 while this replica holds the leader lease.',
     registers: [registry],
+    collect() {
+      this.set(isLeader() ? 1 : 0);
+    },
   });
   const controller: ControllerMetrics = {
     reconciled: (o) => {
@@ -51,7 +54,7 @@ export function createOperatorMetrics() {
     },
     queueDepth: (c, d) => depth.set({ controller: c }, d),
   };
-  return { registry, controller, writes, leader };
+  return { registry, controller, writes };
 }
 export type OperatorMetrics = ReturnType<typeof createOperatorMetrics>;
 
