@@ -47,6 +47,17 @@ export const MetaPixelConfig = z.strictObject({
   stripeIntegrations: z.array(ResourceName).optional(),
   accessToken: z.string().min(1).optional(),
   testEventCode: z.string().optional(),
+  /** Meta event names to use instead of the defaults (Purchase, Subscribe, StartTrial, PaymentFailed, …). */
+  eventNames: z
+    .strictObject({
+      checkout: z.string().max(50).optional(),
+      subscribe: z.string().max(50).optional(),
+      trial: z.string().max(50).optional(),
+      invoice_paid: z.string().max(50).optional(),
+      payment_failed: z.string().max(50).optional(),
+      cancelled: z.string().max(50).optional(),
+    })
+    .optional(),
 });
 export type MetaPixelConfig = z.infer<typeof MetaPixelConfig>;
 
@@ -65,6 +76,19 @@ export const TallyConfig = z
           .default(1024 * 1024),
         /** How old a Stripe signature's timestamp may be; Stripe's own default. 0 is refused: in stripe ≥ 23 it disables the check. */
         stripeToleranceSeconds: z.int().min(1).default(300),
+      })
+      .prefault({}),
+    forwarder: z
+      .strictObject({
+        host: z.string().default('0.0.0.0'),
+        /** Private listener: /metrics, /healthz, /readyz, the pixel status and dead-letter APIs. */
+        adminPort: z.int().min(0).max(65535).default(9091),
+        /** Meta's Graph API; tests point it at a local server. */
+        graphBaseUrl: z.url().default('https://graph.facebook.com'),
+        /** Stripe's API for customer look-ups; tests point it at a local server. */
+        stripeApiBaseUrl: z.url().default('https://api.stripe.com'),
+        batchSize: z.int().min(1).max(1000).default(1000),
+        batchesInFlight: z.int().min(1).max(16).default(2),
       })
       .prefault({}),
     database: z
