@@ -1,6 +1,12 @@
 import { formatDecimal, toMajorNumber } from '../core/money.js';
-import { MAX_EVENT_AGE_SECONDS, type ActionSource, type CustomData, type ServerEvent } from './meta/event.js';
-import { buildUserData, type RawUserData } from './meta/user-data.js';
+import {
+  MAX_EVENT_AGE_SECONDS,
+  type ActionSource,
+  type CustomData,
+  type ServerEvent,
+  type UserData,
+} from './meta/event.js';
+import { buildUserData, type RawUserData, type UserDataResult } from './meta/user-data.js';
 import type { CustomerFacts } from './stripe-customers.js';
 
 /**
@@ -72,7 +78,6 @@ export function wantsCustomer(e: StoredEvent): boolean {
 
 export function mapEvent(e: StoredEvent, opts: MapOptions): Mapped {
   const d = e.details;
-  const names = { ...DEFAULT_EVENT_NAMES, ...opts.names };
   const s = (key: string) => (typeof d[key] === 'string' && d[key] !== '' ? d[key] : undefined);
   let kind: MappingKind;
   let eventId: string | undefined;
@@ -165,22 +170,35 @@ export function mapEvent(e: StoredEvent, opts: MapOptions): Mapped {
   const address = asRecord(d.customerAddress) ?? customer?.address ?? {};
   const name = s('customerName') ?? customer?.name;
   const [first, ...rest] = (name ?? '').trim().split(/\s+/);
+  const country = str(address.country);
+  // Names and addresses repeat across customers (and country and state always do): their hashes are
+  // memoised. The customer's own identifiers (e-mail, phone, id) are hashed every time.
+  const named = memo(names, `${first}\u0000${rest[rest.length - 1] ?? ''}`, () =>
+    buildUserData({ fn: first || undefined, ln: rest.length > 0 ? rest[rest.length - 1] : undefined }),
+  );
+  const place = memo(
+    places,
+    `${str(address.city)}\u0000${str(address.state)}\u0000${str(address.postal_code)}\u0000${country}`,
+    () =>
+      buildUserData({
+        ct: str(address.city),
+        st: str(address.state),
+        zp: str(address.postal_code),
+        country,
+      }),
+  );
   const raw: RawUserData = {
     em: e.customerEmail ?? customer?.email,
     ph: s('customerPhone') ?? customer?.phone,
-    fn: first || undefined,
-    ln: rest.length > 0 ? rest[rest.length - 1] : undefined,
-    ct: str(address.city),
-    st: str(address.state),
-    zp: str(address.postal_code),
-    country: str(address.country),
     external_id: e.customerId,
     client_ip_address: pick('client_ip'),
     client_user_agent: pick('client_user_agent'),
     fbc: pick('fbc'),
     fbp: pick('fbp'),
   };
-  const { userData } = buildUserData(raw);
+  // The phone's country code comes from the address, as buildUserData would take it from `country`.
+  const own = buildUserData(raw, country ? { defaultCountry: country } : {}).userData;
+  const userData: UserData = { ...own, ...named.userData, ...place.userData };
 
   const url = pick('event_source_url') ?? (kind === 'checkout' ? successUrl(s('successUrl'), e) : undefined);
   const sourceUrl = url && isHttpUrl(url) ? url : undefined;
@@ -188,7 +206,7 @@ export function mapEvent(e: StoredEvent, opts: MapOptions): Mapped {
     mayBeWebsite && sourceUrl && userData.client_user_agent ? 'website' : 'system_generated';
 
   const event: ServerEvent = {
-    event_name: names[kind],
+    event_name: opts.names?.[kind] ?? DEFAULT_EVENT_NAMES[kind],
     event_time: eventTime,
     event_id: eventId,
     action_source: actionSource,
@@ -197,6 +215,21 @@ export function mapEvent(e: StoredEvent, opts: MapOptions): Mapped {
     ...(custom ? { custom_data: custom } : {}),
   };
   return { kind: 'send', event, ...(sharedPurchaseId ? { sharedPurchaseId } : {}) };
+}
+
+const names = new Map<string, UserDataResult>();
+const places = new Map<string, UserDataResult>();
+const MEMO_ENTRIES = 10_000;
+
+/** A bounded memo: the oldest entry goes when it is full. */
+function memo(cache: Map<string, UserDataResult>, key: string, make: () => UserDataResult): UserDataResult {
+  let hit = cache.get(key);
+  if (hit === undefined) {
+    hit = make();
+    if (cache.size >= MEMO_ENTRIES) cache.delete(cache.keys().next().value!);
+    cache.set(key, hit);
+  }
+  return hit;
 }
 
 /** Checkout's success_url may hold Stripe's `{CHECKOUT_SESSION_ID}` template. */

@@ -88,6 +88,11 @@ export interface Outcomes {
 
 export const emptyOutcomes = (): Outcomes => ({ sent: [], skipped: [], dead: [], retry: [] });
 
+/** Ends the lease of rows not worked on; their attempts and errors stay as they were. */
+export async function release(pool: pg.Pool, ids: number[]): Promise<void> {
+  await pool.query('UPDATE outbox SET locked_until = NULL WHERE id = ANY($1::bigint[])', [ids]);
+}
+
 /** Writes a batch's outcomes in one transaction: a row's fate is recorded once, whatever happens next. */
 export async function record(pool: pg.Pool, o: Outcomes): Promise<void> {
   const client = await pool.connect();

@@ -5,7 +5,15 @@ import { mapEvent, wantsCustomer, type EventNames } from './mapping.js';
 import type { ClassifiedMetaError } from './meta/errors.js';
 import { validateServerEvent, type ServerEvent } from './meta/event.js';
 import type { ForwarderMetrics } from './metrics.js';
-import { claim, claimSharedIds, emptyOutcomes, record, type ClaimedRow, type Outcomes } from './outbox.js';
+import {
+  claim,
+  claimSharedIds,
+  emptyOutcomes,
+  record,
+  release,
+  type ClaimedRow,
+  type Outcomes,
+} from './outbox.js';
 import type { CustomerFacts, StripeCustomers } from './stripe-customers.js';
 
 /** What a worker needs to know about its MetaPixel; replaced on every configuration reload. */
@@ -49,6 +57,13 @@ export interface PixelStatus {
   tokenInvalid: boolean;
   pausedReason: string | null;
   backoffUntil: string | null;
+}
+
+type ToSend = { row: ClaimedRow; event: ServerEvent; shared?: string };
+interface Prepared {
+  out: Outcomes;
+  toSend: ToSend[];
+  settings: PixelSettings;
 }
 
 /**
@@ -164,41 +179,100 @@ export class PixelWorker {
   }
 
   private async loop(): Promise<void> {
-    const { worker, pool, log } = this.deps;
+    const { worker, log } = this.deps;
+    // A pipeline of three batches: the next one is claimed by the database and the current one mapped
+    // while the previous one is posted and recorded. Still one request in flight per loop.
+    let prefetched: Promise<ClaimedRow[] | undefined> | undefined;
+    let sending: Promise<void> = Promise.resolve();
     while (!this.stopped) {
-      if (this.pausedReason) {
-        await this.idle(worker.idlePollMs * 4);
-        continue;
-      }
-      const wait = this.backoffUntil - Date.now();
+      const wait = this.pausedReason ? worker.idlePollMs * 4 : this.backoffUntil - Date.now();
       if (wait > 0) {
+        if (prefetched) await this.unclaim(await prefetched);
+        prefetched = undefined;
         await this.idle(Math.min(wait, 60_000));
         continue;
       }
-      let rows: ClaimedRow[];
-      try {
-        rows = await claim(pool, this.destination, worker.batchSize, worker.leaseSeconds);
-      } catch (err) {
-        log.warn({ pixel: this.settings.id, error: (err as Error).message }, 'cannot claim outbox rows');
+      const rows = await (prefetched ?? this.tryClaim());
+      prefetched = undefined;
+      if (rows === undefined) {
         await this.idle(Math.max(worker.idlePollMs, 1000));
         continue;
       }
       if (rows.length === 0) {
+        await sending;
         await this.idle(worker.idlePollMs);
         continue;
       }
+      if (rows.length === worker.batchSize) prefetched = this.tryClaim();
       try {
-        await this.process(rows);
+        const prepared = await this.prepare(rows);
+        await sending;
+        sending = this.sendAndRecord(prepared);
       } catch (err) {
         // The rows stay leased and come back after the lease: nothing is lost, nothing marked wrongly.
         log.error({ pixel: this.settings.id, error: (err as Error).message }, 'batch failed');
         await this.idle(Math.max(worker.idlePollMs, 1000));
       }
     }
+    if (prefetched) await this.unclaim(await prefetched);
+    await sending;
   }
 
-  /** One claimed batch, start to end: customers, mapping, validation, sending, recording. */
+  private async tryClaim(): Promise<ClaimedRow[] | undefined> {
+    const { worker, pool, log } = this.deps;
+    try {
+      return await claim(pool, this.destination, worker.batchSize, worker.leaseSeconds);
+    } catch (err) {
+      log.warn({ pixel: this.settings.id, error: (err as Error).message }, 'cannot claim outbox rows');
+      return undefined;
+    }
+  }
+
+  /** Gives back claimed rows this loop will not work on now (paused, backing off or stopping). */
+  private async unclaim(rows: ClaimedRow[] | undefined): Promise<void> {
+    if (!rows?.length) return;
+    await release(
+      this.deps.pool,
+      rows.map((r) => r.outboxId),
+    ).catch(() => {
+      // They come back when the lease expires.
+    });
+  }
+
+  /** Posts a prepared batch (unless the pixel paused or backs off meanwhile) and records every outcome. */
+  private async sendAndRecord(p: Prepared): Promise<void> {
+    try {
+      if (p.toSend.length > 0) {
+        const backoff = this.backoffUntil - Date.now();
+        if (this.pausedReason || backoff > 0) {
+          const at = new Date(Date.now() + Math.max(0, backoff));
+          for (const i of p.toSend) {
+            p.out.retry.push({
+              id: i.row.outboxId,
+              at,
+              error: this.pausedReason ?? 'pixel backing off',
+              countAttempt: false,
+            });
+          }
+        } else {
+          await this.sendBisecting(p.toSend, p.out, p.settings);
+        }
+      }
+      await record(this.deps.pool, p.out);
+      this.count(p.out);
+    } catch (err) {
+      // Unrecorded rows come back after their lease and are sent again with the same event_id.
+      this.deps.log.error({ pixel: this.settings.id, error: (err as Error).message }, 'batch failed');
+    }
+  }
+
+  /** One claimed batch, start to end. */
   async process(rows: ClaimedRow[]): Promise<void> {
+    await this.sendAndRecord(await this.prepare(rows));
+  }
+
+  /** Customer look-ups, mapping, validation and the one-purchase rule for a claimed batch. */
+  private async prepare(rows: ClaimedRow[]): Promise<Prepared> {
     const out = emptyOutcomes();
     const now = Math.floor(Date.now() / 1000);
     const settings = this.settings;
@@ -247,9 +321,7 @@ export class PixelWorker {
       return false;
     });
 
-    if (unique.length > 0) await this.sendBisecting(unique, out, settings);
-    await record(this.deps.pool, out);
-    this.count(out);
+    return { out, toSend: unique, settings };
   }
 
   private async lookUpCustomers(rows: ClaimedRow[], out: Outcomes): Promise<Map<number, CustomerFacts>> {
