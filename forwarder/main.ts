@@ -109,6 +109,13 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
     maxCustomerDeferrals: 3,
     partnerAgent: 'tally',
   };
+  if (worker.leaseSeconds * 1000 < 3 * worker.requestTimeoutMs) {
+    // A lease is renewed before each request; one request must fit well inside it.
+    log.warn(
+      { leaseSeconds: worker.leaseSeconds, requestTimeoutMs: worker.requestTimeoutMs },
+      'lease shorter than three request timeouts: a hung request may outlive it and its batch be sent twice',
+    );
+  }
   const keys = opts.stripeApiKeys ?? {};
   const customers = new StripeCustomers({
     baseUrl: opts.stripeApiBaseUrl ?? STRIPE_API_BASE_URL,

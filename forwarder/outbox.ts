@@ -10,15 +10,29 @@ import type { StoredEvent } from './mapping.js';
 
 export const STATUS = { pending: 0, sent: 1, dead: 2, skipped: 3 } as const;
 
+/**
+ * A claimed batch's lease: `value` is the exact locked_until the claim wrote (text, to keep PostgreSQL's
+ * microseconds), so a renewal can tell rows still held from rows another worker claimed after expiry.
+ */
+export interface Lease {
+  value: string;
+  renewedAt: number;
+  /** The rows held under it. */
+  ids: number[];
+}
+
 export interface ClaimedRow {
   outboxId: number;
   attempts: number;
   event: StoredEvent;
+  /** Shared by every row of the batch. */
+  lease: Lease;
 }
 
 interface Row {
   outbox_id: number;
   attempts: number;
+  lease: string;
   id: number;
   integration: string;
   provider_type: string;
@@ -40,8 +54,8 @@ const CLAIM = `
                    WHERE destination = $1 AND status = 0 AND next_attempt_at <= now()
                      AND (locked_until IS NULL OR locked_until < now())
                    ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-    RETURNING id, event_id, attempts)
-  SELECT c.id AS outbox_id, c.attempts, e.id, e.integration, e.provider_type, e.provider_event_id,
+    RETURNING id, event_id, attempts, locked_until::text AS lease)
+  SELECT c.id AS outbox_id, c.attempts, c.lease, e.id, e.integration, e.provider_type, e.provider_event_id,
          e.occurred_at, e.amount_minor, e.currency, e.customer_id, e.customer_email, e.account,
          e.attribution, e.details
     FROM claimed c JOIN events e ON e.id = c.event_id
@@ -58,9 +72,15 @@ export async function claim(
     text: CLAIM,
     values: [destination, limit, leaseSeconds],
   });
+  const lease: Lease = {
+    value: rows[0]?.lease ?? '',
+    renewedAt: Date.now(),
+    ids: rows.map((r) => r.outbox_id),
+  };
   return rows.map((r) => ({
     outboxId: r.outbox_id,
     attempts: r.attempts,
+    lease,
     event: {
       id: r.id,
       integration: r.integration,
@@ -87,6 +107,20 @@ export interface Outcomes {
 }
 
 export const emptyOutcomes = (): Outcomes => ({ sent: [], skipped: [], dead: [], retry: [] });
+
+/** Extends a batch's lease on all its rows still held under it; returns their ids. */
+export async function renewLease(pool: pg.Pool, lease: Lease, leaseSeconds: number): Promise<Set<number>> {
+  const { rows } = await pool.query<{ id: number; lease: string }>(
+    `UPDATE outbox SET locked_until = now() + make_interval(secs => $3)
+      WHERE id = ANY($1::bigint[]) AND status = 0 AND locked_until = $2::timestamptz
+      RETURNING id, locked_until::text AS lease`,
+    [lease.ids, lease.value, leaseSeconds],
+  );
+  if (rows[0]) lease.value = rows[0].lease;
+  lease.renewedAt = Date.now();
+  lease.ids = rows.map((r) => r.id);
+  return new Set(rows.map((r) => r.id));
+}
 
 /** Ends the lease of rows not worked on; their attempts and errors stay as they were. */
 export async function release(pool: pg.Pool, ids: number[]): Promise<void> {

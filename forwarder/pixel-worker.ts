@@ -11,6 +11,7 @@ import {
   emptyOutcomes,
   record,
   release,
+  renewLease,
   type ClaimedRow,
   type Outcomes,
 } from './outbox.js';
@@ -205,7 +206,7 @@ export class PixelWorker {
       }
       if (rows.length === worker.batchSize) prefetched = this.tryClaim();
       try {
-        const prepared = await this.prepare(rows);
+        const prepared = await this.prepare(await this.keepLease(rows));
         await sending;
         sending = this.sendAndRecord(prepared);
       } catch (err) {
@@ -226,6 +227,29 @@ export class PixelWorker {
       log.warn({ pixel: this.settings.id, error: (err as Error).message }, 'cannot claim outbox rows');
       return undefined;
     }
+  }
+
+  /**
+   * Renews the lease of rows held for a third of the lease time or more (a slow Meta, bisecting, a
+   * prefetched batch), so no other replica claims them meanwhile; drops rows whose lease already passed
+   * to another worker.
+   */
+  private async keepLease<T extends { row: ClaimedRow } | ClaimedRow>(items: T[]): Promise<T[]> {
+    const rowOf = (i: T): ClaimedRow => ('row' in i ? i.row : i);
+    const first = items[0];
+    if (!first) return items;
+    const lease = rowOf(first).lease;
+    const leaseMs = this.deps.worker.leaseSeconds * 1000;
+    if (Date.now() - lease.renewedAt < leaseMs / 3) return items;
+    const before = lease.ids.length;
+    const held = await renewLease(this.deps.pool, lease, this.deps.worker.leaseSeconds);
+    if (held.size < before) {
+      this.deps.log.warn(
+        { pixel: this.settings.id, lost: before - held.size },
+        'lease expired before the batch was sent; another worker has those rows',
+      );
+    }
+    return items.filter((i) => held.has(rowOf(i).outboxId));
   }
 
   /** Gives back claimed rows this loop will not work on now (paused, backing off or stopping). */
@@ -351,11 +375,13 @@ export class PixelWorker {
    * alone: those are dead-lettered with Meta's message, the rest delivered.
    */
   private async sendBisecting(
-    items: { row: ClaimedRow; event: ServerEvent; shared?: string }[],
+    batch: { row: ClaimedRow; event: ServerEvent; shared?: string }[],
     out: Outcomes,
     settings: PixelSettings,
   ): Promise<'ok' | 'stop'> {
     const { worker, metrics } = this.deps;
+    const items = await this.keepLease(batch);
+    if (items.length === 0) return 'ok';
     if (this.pausedReason || !settings.accessToken) {
       this.release(items, out, this.pausedReason ?? 'pixel paused', false);
       return 'stop';

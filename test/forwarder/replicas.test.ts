@@ -50,6 +50,31 @@ describe('several forwarder replicas on one outbox', () => {
   });
 });
 
+describe('leases', () => {
+  it('are renewed while a slow batch is bisected, so another replica never takes it meanwhile', async () => {
+    // Sixteen-odd sequential requests of 400 ms each while bisecting, with a 1 s lease: without renewal
+    // the second replica would claim the batch half-way and send it again.
+    pixel().latencyMs = 400;
+    env.meta.state.now = () => Date.now() + 3_600_000;
+    const bad = new Set([77, 200]);
+    await bulkInsert(env.pool, 300, { ageSeconds: (i) => (bad.has(i) ? 7 * 86400 - 300 : 60) });
+    const options = { leaseSeconds: 1, batchesInFlight: 1 };
+    await env.start(options);
+    await waitFor(() => pixel().counters.requests > 0, 'the first request');
+    await env.start(options);
+    await waitFor(
+      async () => {
+        const s = await outboxStatus(env.pool);
+        return s.sent === 298 && s.dead === 2;
+      },
+      '298 sent and 2 dead-lettered',
+      60_000,
+    );
+    expect(pixel().counters.duplicates).toBe(0);
+    expect(new Set(pixel().deliveredIds()).size).toBe(298);
+  });
+});
+
 /** The built forwarder in a child process, as `tally forwarder` runs it. */
 function startChild(options: ForwarderOptions): Promise<{ child: ChildProcess; adminUrl: string }> {
   const main = path.join(projectRoot(), 'dist/forwarder/main.js');
