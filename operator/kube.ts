@@ -155,11 +155,15 @@ export class Kube {
   }
 
   /** Creates a Secret that must never be overwritten by a stale reconcile (generated values). */
-  async createSecret(secret: V1Secret): Promise<V1Secret> {
+  async createSecret(
+    secret: V1Secret & { metadata: { name: string; namespace: string } },
+  ): Promise<V1Secret> {
     this.countWrite('create', 'secrets');
+    // Carries the digest applyChild would write, so the next reconcile has nothing to apply.
+    const annotations = { ...secret.metadata.annotations, [APPLIED_HASH_ANNOTATION]: digestOf(secret) };
     return this.core.createNamespacedSecret({
-      namespace: secret.metadata!.namespace!,
-      body: secret,
+      namespace: secret.metadata.namespace,
+      body: { ...secret, metadata: { ...secret.metadata, annotations } },
       fieldManager: FIELD_MANAGER,
     });
   }

@@ -13,6 +13,7 @@ import { createLogger } from '../core/logging.js';
 import { freePort } from '../core/net.js';
 import { projectRoot } from '../core/project-root.js';
 import { calReconciler } from './cal.js';
+import { reuseConnections } from './connections.js';
 import type { OperatorContext, ResolvedOptions } from './context.js';
 import { Kube } from './kube.js';
 import { createOperatorMetrics, startAdminServer } from './metrics.js';
@@ -113,7 +114,7 @@ export interface RunningOperator {
 /** `tally operator`: reconcile StripeIntegration, CalIntegration and MetaPixel into secrets, a pipeline and status. */
 export async function runOperator(options: OperatorOptions): Promise<RunningOperator> {
   const log: Logger = options.log ?? createLogger('operator');
-  const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath);
+  const kc = reuseConnections(options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath));
   const mode = options.pipeline ?? 'kubernetes';
   const identity = options.identity ?? `${hostname()}-${process.pid}`;
 

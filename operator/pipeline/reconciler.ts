@@ -2,8 +2,8 @@ import type { KubernetesObject, V1Deployment, V1Service } from '@kubernetes/clie
 import type { OperatorContext } from '../context.js';
 import { CONFIG_HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL } from '../resources.js';
 import type { LocalPipeline } from './local.js';
-import { configText, renderConfig } from './render.js';
-import { digestOf } from '../kube.js';
+import { createHash } from 'node:crypto';
+import { configText, renderConfig, withListeners } from './render.js';
 
 export const PIPELINE_KEY = 'pipeline';
 export const CONFIG_SECRET = 'tally-config';
@@ -29,8 +29,14 @@ export function pipelineReconciler(
   ctx: OperatorContext,
   local: LocalPipeline | undefined,
   localIngest?: Record<string, unknown>,
+  minIntervalMs = 100,
 ) {
-  return async (): Promise<void> => {
+  let last = -Infinity;
+  return async (): Promise<{ requeueAfter?: number } | void> => {
+    // Under a burst of changes, render at most every minIntervalMs: each rendering covers all of them.
+    const wait = last + minIntervalMs - performance.now();
+    if (wait > 0) return { requeueAfter: wait };
+    last = performance.now();
     const rendered = renderConfig({
       stripe: ctx.stripe.list(),
       cal: ctx.cal.list(),
@@ -38,7 +44,7 @@ export function pipelineReconciler(
       secret: (ns, name) => ctx.secrets.get(name, ns),
     });
     const text = configText(rendered.config);
-    const hash = digestOf(text);
+    const hash = createHash('sha256').update(text).digest('hex').slice(0, 32);
     const { namespace } = ctx.opts;
 
     await ctx.kube.applyChild(
@@ -64,7 +70,7 @@ export function pipelineReconciler(
 
     const texts = [text];
     if (local && localIngest) {
-      const localText = configText(rendered.config, localIngest);
+      const localText = withListeners(text, localIngest);
       await local.writeConfig(localText);
       await local.ensureRunning();
       texts.push(localText);

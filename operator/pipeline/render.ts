@@ -140,14 +140,20 @@ export function renderConfig(input: RenderInput): Rendered {
     entries.set(id, digestOf(entry.data));
   }
 
-  const config = { stripe, cal, metaPixels };
-  TallyConfig.parse(config); // the whole file must be valid, or ingest would reject it
-  return { config, entries, excluded };
+  return { config: { stripe, cal, metaPixels }, entries, excluded };
 }
 
-/** The file text: the Kubernetes listeners by default, or `ingest` overrides for the local pipeline. */
+/**
+ * The file text: the Kubernetes listeners by default, or `ingest` overrides for the local pipeline.
+ * Validated with ingest's own schema first: a file ingest would reject is never written.
+ */
 export function configText(config: Record<string, unknown>, ingest?: Record<string, unknown>): string {
   const doc = ingest ? { ingest, ...config } : config;
   TallyConfig.parse(doc);
   return yaml.dump(doc, { noRefs: true, lineWidth: -1 });
+}
+
+/** The local file: the same entries as `text`, with the local listeners in front. */
+export function withListeners(text: string, ingest: Record<string, unknown>): string {
+  return yaml.dump({ ingest }, { lineWidth: -1 }) + text;
 }
