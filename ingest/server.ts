@@ -78,8 +78,7 @@ export async function buildWebhookServer(deps: IngestDeps): Promise<FastifyInsta
   });
 
   app.post<{ Params: Target }>('/webhooks/stripe/:namespace/:name', (req, reply) =>
-    handle('stripe', req, reply, deps, (raw) => {
-      const routing = deps.routing();
+    handle('stripe', req, reply, deps, (raw, routing) => {
       const integration = routing.stripe.get(id(req.params))!;
       const event = verifyStripeEvent(
         raw,
@@ -96,8 +95,8 @@ export async function buildWebhookServer(deps: IngestDeps): Promise<FastifyInsta
     }),
   );
   app.post<{ Params: Target }>('/webhooks/cal/:namespace/:name', (req, reply) =>
-    handle('cal', req, reply, deps, (raw) => {
-      const integration = deps.routing().cal.get(id(req.params))!;
+    handle('cal', req, reply, deps, (raw, routing) => {
+      const integration = routing.cal.get(id(req.params))!;
       verifyCalSignature(raw, req.headers['x-cal-signature-256'], integration.webhookSecrets);
       const text = raw.toString('utf8');
       const envelope = parseCalEnvelope(text);
@@ -113,7 +112,8 @@ async function handle(
   req: FastifyRequest<{ Params: Target }>,
   reply: FastifyReply,
   deps: IngestDeps,
-  adapt: (raw: Buffer) => NormalizedEvent | Ignored,
+  // One configuration snapshot per request: a reload meanwhile cannot change it half-way.
+  adapt: (raw: Buffer, routing: Routing) => NormalizedEvent | Ignored,
 ) {
   const routing = deps.routing();
   const integration = id(req.params);
@@ -145,7 +145,7 @@ async function handle(
 
   let result: NormalizedEvent | Ignored;
   try {
-    result = adapt(req.body);
+    result = adapt(req.body, routing);
   } catch (err) {
     if (err instanceof WebhookRejection) return reject(reply, source, label, err, deps);
     throw err;
