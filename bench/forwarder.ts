@@ -251,7 +251,6 @@ async function main(): Promise<void> {
   const pool = createPool(db.url, log, { max: 8, statementTimeoutMillis: 120_000 });
   try {
     await migrate(pool);
-    await pool.query('ALTER TABLE outbox SET (autovacuum_enabled = false)');
     console.log(
       `forwarder benchmark: ${EVENTS} events per run, ${ROUNDS} rounds, ${IN_FLIGHT} batches in flight for fN, ` +
         `backlog ${BACKLOG}; PostgreSQL from ${db.source}`,

@@ -50,10 +50,11 @@ interface Row {
 const CLAIM = `
   WITH claimed AS (
     UPDATE outbox SET locked_until = now() + make_interval(secs => $3)
-     WHERE id IN (SELECT id FROM outbox
-                   WHERE destination = $1 AND status = 0 AND next_attempt_at <= now()
-                     AND (locked_until IS NULL OR locked_until < now())
-                   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+     -- = ANY(ARRAY(…)) looks the claimed ids up by primary key; IN (…) let the planner scan the whole table.
+     WHERE id = ANY(ARRAY(SELECT id FROM outbox
+                           WHERE destination = $1 AND status = 0 AND next_attempt_at <= now()
+                             AND (locked_until IS NULL OR locked_until < now())
+                           ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
     RETURNING id, event_id, attempts, locked_until::text AS lease)
   SELECT c.id AS outbox_id, c.attempts, c.lease, e.id, e.integration, e.provider_type, e.provider_event_id,
          e.occurred_at, e.amount_minor, e.currency, e.customer_id, e.customer_email, e.account,

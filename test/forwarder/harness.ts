@@ -45,6 +45,7 @@ export function testOptions(env: Env): Partial<ForwarderOptions> {
     stripeApiKeys: { 'growth/acme': STRIPE_KEY },
     idlePollMs: 20,
     leaseSeconds: 5,
+    requestTimeoutMs: 1_500,
     statsIntervalMs: 100,
     configPollMs: 100,
     backoff: { baseMs: 50, maxMs: 400, rateLimitBaseMs: 100 },

@@ -117,6 +117,7 @@ describe('kill -9 in the middle of a batch', () => {
       batchSize,
       batchesInFlight: inFlight,
       leaseSeconds: 2,
+      requestTimeoutMs: 600,
     } as ForwarderOptions;
 
     const first = await startChild(options);
