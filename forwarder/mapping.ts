@@ -198,7 +198,7 @@ export function mapEvent(e: StoredEvent, opts: MapOptions): Mapped {
   };
   // The phone's country code comes from the address, as buildUserData would take it from `country`.
   const own = buildUserData(raw, country ? { defaultCountry: country } : {}).userData;
-  const userData: UserData = { ...own, ...named.userData, ...place.userData };
+  const userData: UserData = Object.assign(own, named.userData, place.userData);
 
   const url = pick('event_source_url') ?? (kind === 'checkout' ? successUrl(s('successUrl'), e) : undefined);
   const sourceUrl = url && isHttpUrl(url) ? url : undefined;
@@ -210,11 +210,11 @@ export function mapEvent(e: StoredEvent, opts: MapOptions): Mapped {
     event_time: eventTime,
     event_id: eventId,
     action_source: actionSource,
-    ...(sourceUrl ? { event_source_url: sourceUrl } : {}),
     user_data: userData,
-    ...(custom ? { custom_data: custom } : {}),
   };
-  return { kind: 'send', event, ...(sharedPurchaseId ? { sharedPurchaseId } : {}) };
+  if (sourceUrl) event.event_source_url = sourceUrl;
+  if (custom) event.custom_data = custom;
+  return sharedPurchaseId ? { kind: 'send', event, sharedPurchaseId } : { kind: 'send', event };
 }
 
 const names = new Map<string, UserDataResult>();

@@ -427,6 +427,8 @@ export class PixelWorker {
         return this.sendBisecting(items.slice(half), out, settings);
       }
       case 'token_invalid':
+        metrics.failed.inc({ pixel, reason: 'token_invalid' }, items.length);
+        this.stats.failed += items.length;
         this.pause(error.message, true);
         this.release(items, out, error.message, false);
         return 'stop';
