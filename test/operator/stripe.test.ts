@@ -211,6 +211,27 @@ describe('StripeIntegration against a fake Stripe API and a real ingest', () => 
     await eventually('both gone', async () => !(await get('unknown-key')) && !(await get('read-only')));
   });
 
+  it('backs off on 429 and recovers; names the 16-endpoint limit of an account', async () => {
+    stripe.failNext(429, 3);
+    await r.apply('stripeintegrations', 'throttled', managed());
+    await readyOf('throttled');
+    // The throttled state is short-lived; its Warning Event and the fake's answers show it happened.
+    expect((await r.events('throttled')).map((e) => e.reason)).toContain('StripeRateLimited');
+    expect(stripe.requests.filter((q) => q.status === 429)).toHaveLength(3);
+
+    const FULL_KEY = 'rk_test_51TallyFullAccount0000000';
+    stripe.addKey(FULL_KEY, 'acct_1Full', 'write');
+    for (let i = 0; i < 16; i++) stripe.seedEndpoint('acct_1Full', `https://example.com/hook/${i}`);
+    await r.putSecret('stripe-full', { key: FULL_KEY });
+    await r.apply('stripeintegrations', 'full', managed('key', 'stripe-full'));
+    const s = await reasonOf('full', 'EndpointLimitReached');
+    expect(condition(s, 'Ready')?.message).toContain('16 webhook endpoints');
+    expect(stripe.endpoints('acct_1Full')).toHaveLength(16);
+    await r.delete('stripeintegrations', 'full');
+    await r.delete('stripeintegrations', 'throttled');
+    await eventually('both gone', async () => !(await get('full')) && !(await get('throttled')));
+  });
+
   it('uses an External endpoint secret by reference', async () => {
     await r.putSecret('stripe-external', { 'signing-secret': 'whsec_external_0123456789abcdef' });
     await r.apply('stripeintegrations', 'external', {
