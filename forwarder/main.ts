@@ -189,7 +189,6 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
 
 /** Refreshes the outbox depth gauges; a query per interval, not per scrape. */
 function startStats(pool: pg.Pool, metrics: ForwarderMetrics, pixels: () => string[], intervalMs: number) {
-  let stopped = false;
   const refresh = async () => {
     try {
       const stats = await destinationStats(pool);
@@ -208,11 +207,7 @@ function startStats(pool: pg.Pool, metrics: ForwarderMetrics, pixels: () => stri
   void refresh();
   return {
     refresh,
-    stop: () => {
-      stopped = true;
-      clearInterval(timer);
-      return stopped;
-    },
+    stop: () => clearInterval(timer),
   };
 }
 

@@ -290,11 +290,6 @@ export class PixelWorker {
     }
   }
 
-  /** One claimed batch, start to end. */
-  async process(rows: ClaimedRow[]): Promise<void> {
-    await this.sendAndRecord(await this.prepare(rows));
-  }
-
   /** Customer look-ups, mapping, validation and the one-purchase rule for a claimed batch. */
   private async prepare(rows: ClaimedRow[]): Promise<Prepared> {
     const out = emptyOutcomes();
