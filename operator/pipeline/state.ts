@@ -224,7 +224,8 @@ export class PipelineState {
       this.emitChanges();
     } finally {
       this.polling = false;
-      this.schedule(this.anyPending() ? this.fastPollMs : this.slowPollMs);
+      // Fast while ingest answers and has something to load; once a second while it does not answer.
+      this.schedule(!this.anyPending() ? this.slowPollMs : this.loaded ? this.fastPollMs : 1_000);
     }
   }
 }
