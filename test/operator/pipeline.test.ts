@@ -181,6 +181,14 @@ describe('MetaPixel and the rendered pipeline (config Secret, Deployments, Servi
     });
   });
 
+  it('drops a deleted pixel from the configuration', async () => {
+    await r.delete('metapixels', 'website');
+    await eventually(
+      'the pixel gone from the config',
+      async () => (await renderedConfig()).metaPixels.length === 0,
+    );
+  });
+
   it('serves /healthz, /readyz and metrics that promtool accepts', async () => {
     expect((await fetch(`${op.adminURL}/healthz`)).status).toBe(200);
     expect((await fetch(`${op.adminURL}/readyz`)).status).toBe(200);
