@@ -244,6 +244,27 @@ describe('StripeIntegration against a fake Stripe API and a real ingest', () => 
     expect(condition(s, 'WebhookRegistered')?.reason).toBe('ExternalEndpoint');
   });
 
+  it('deletes its endpoint and finalizer when switched from Managed to External', async () => {
+    await r.apply('stripeintegrations', 'switcher', managed());
+    const endpointId = (await readyOf('switcher')).status!.endpointId!;
+    await r.apply('stripeintegrations', 'switcher', {
+      ...managed(),
+      webhook: { mode: 'External', signingSecretRef: { name: 'stripe-external', key: 'signing-secret' } },
+    });
+    const s = await eventually('External and Ready', async () => {
+      const s = await get('switcher');
+      return (
+        condition(s, 'WebhookRegistered')?.reason === 'ExternalEndpoint' &&
+        (s?.metadata.finalizers ?? []).length === 0 &&
+        s
+      );
+    });
+    expect(condition(s, 'Ready')?.status).toBe('True');
+    expect(stripe.endpoints().map((e) => e.id)).not.toContain(endpointId);
+    await r.delete('stripeintegrations', 'switcher');
+    await eventually('switcher gone', async () => !(await get('switcher')));
+  });
+
   it('makes no writes in the steady state: Kubernetes, Events or Stripe', async () => {
     await readyOf('acme');
     await readyOf('later');
