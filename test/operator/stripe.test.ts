@@ -251,15 +251,16 @@ describe('StripeIntegration against a fake Stripe API and a real ingest', () => 
       ...managed(),
       webhook: { mode: 'External', signingSecretRef: { name: 'stripe-external', key: 'signing-secret' } },
     });
-    const s = await eventually('External and Ready', async () => {
+    // Ready again only once ingest has loaded the External secret: until then it truthfully says IngestNotLoaded.
+    await eventually('External and Ready', async () => {
       const s = await get('switcher');
+      if (condition(s, 'Ready')?.status !== 'True') return false;
       return (
         condition(s, 'WebhookRegistered')?.reason === 'ExternalEndpoint' &&
         (s?.metadata.finalizers ?? []).length === 0 &&
         s
       );
     });
-    expect(condition(s, 'Ready')?.status).toBe('True');
     expect(stripe.endpoints().map((e) => e.id)).not.toContain(endpointId);
     await r.delete('stripeintegrations', 'switcher');
     await eventually('switcher gone', async () => !(await get('switcher')));
