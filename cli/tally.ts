@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultCrdDir, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
 import { CAL_SAMPLES, STRIPE_SAMPLES, trigger } from './trigger.js';
 
@@ -77,9 +77,10 @@ program
       'Admin (ingest.adminPort): /healthz, /readyz, /metrics, /api/v1/conversions, /api/v1/stats.',
   )
   .action(async (opts: { config: string; dataDir: string }) => {
+    const stopped = untilSignal(); // listen before starting: a SIGTERM during start-up still stops cleanly
     const { runIngest } = await import('../ingest/main.js');
     const ingest = await runIngest({ configPath: opts.config, dataDir: opts.dataDir });
-    await untilSignal();
+    await stopped;
     await ingest.close();
   });
 
@@ -130,12 +131,94 @@ program
     },
   );
 
+const forwarder = program
+  .command('forwarder')
+  .description(
+    "Drain the outbox to Meta's Conversions API, once per MetaPixel, batched, retried and deduplicated.",
+  )
+  .requiredOption(
+    '-c, --config <file>',
+    'the Tally configuration file (YAML or JSON); reloaded when it changes',
+  )
+  .option(
+    '--data-dir <dir>',
+    'data folder of the embedded PostgreSQL used when no database URL is set',
+    '.tally/postgres',
+  )
+  .option('--admin-port <port>', 'admin listener port (default: forwarder.adminPort, 9091)', parsePort)
+  .option('--host <address>', 'admin listener address (default: forwarder.host)')
+  .addHelpText(
+    'after',
+    '\nAdmin: /healthz, /readyz, /metrics, GET /api/v1/pixels, GET /api/v1/dead-letters, POST /api/v1/dead-letters/redrive.',
+  )
+  .action(async (opts: { config?: string; dataDir: string; adminPort?: number; host?: string }) => {
+    // Not a required option: commander would then demand it of `tally forwarder redrive` too.
+    if (!opts.config) return program.error("error: required option '-c, --config <file>' not specified");
+    const stopped = untilSignal(); // listen before starting: a SIGTERM during start-up still stops cleanly
+    const { runForwarder } = await import('../forwarder/main.js');
+    const running = await runForwarder({
+      configPath: opts.config,
+      dataDir: opts.dataDir,
+      adminPort: opts.adminPort,
+      host: opts.host,
+    });
+    await stopped;
+    await running.close();
+  });
+
+forwarder
+  .command('redrive')
+  .description(
+    'Send dead-lettered events again: every row matching all the given filters goes back to pending. ' +
+      "Takes the forwarder's --config and --data-dir.",
+  )
+  .option('--pixel <namespace/name>', 'only this MetaPixel')
+  .option('--outbox-id <id>', 'only these outbox rows (repeatable)', collectIds, [])
+  .option('--event-id <id>', 'only these stored events (repeatable)', collectIds, [])
+  .option('--reason <reason>', 'only this dead-letter reason, e.g. invalid_event or too_old')
+  .action(async (_opts, command: Command) => {
+    // --config and --data-dir belong to `tally forwarder`, wherever they stand on the command line.
+    const opts = command.optsWithGlobals<{
+      config?: string;
+      dataDir: string;
+      pixel?: string;
+      outboxId: number[];
+      eventId: number[];
+      reason?: string;
+    }>();
+    if (!opts.config) return program.error("error: required option '-c, --config <file>' not specified");
+    if (!opts.pixel && !opts.reason && opts.outboxId.length === 0 && opts.eventId.length === 0) {
+      return program.error('error: give at least one of --pixel, --outbox-id, --event-id, --reason');
+    }
+    const { redrive } = await import('../forwarder/main.js');
+    const ids = await redrive({
+      configPath: opts.config,
+      dataDir: opts.dataDir,
+      pixel: opts.pixel,
+      outboxIds: opts.outboxId.length ? opts.outboxId : undefined,
+      eventIds: opts.eventId.length ? opts.eventId : undefined,
+      reason: opts.reason,
+    });
+    console.log(`re-driven ${ids.length} dead-lettered event${ids.length === 1 ? '' : 's'}`);
+  });
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number');
+  return n;
+}
+
+function collectIds(value: string, previous: number[]): number[] {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer id');
+  return [...previous, n];
+}
+
 for (const [name, description] of [
   [
     'operator',
     'Reconcile StripeIntegration, MetaPixel and CalIntegration resources into a running pipeline.',
   ],
-  ['forwarder', "Forward stored conversions to Meta's Conversions API."],
 ] as const) {
   program
     .command(name)

@@ -94,13 +94,15 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
     log.info({ dataDir: embedded.source }, 'started embedded PostgreSQL');
   }
   log.info({ database: redactDatabaseUrl(url) }, 'using PostgreSQL');
-  const batchesInFlight = opts.batchesInFlight ?? 2;
+  // Options (tests, flags) win over the configuration file's forwarder section.
+  const settings = config.current().forwarder;
+  const batchesInFlight = opts.batchesInFlight ?? settings.batchesInFlight;
   const pool = createPool(url, log, { max: 4 + 2 * batchesInFlight, statementTimeoutMillis: 30_000 });
 
   const worker: WorkerSettings = {
-    graphBaseUrl: opts.graphBaseUrl ?? GRAPH_API_BASE_URL,
+    graphBaseUrl: opts.graphBaseUrl ?? settings.graphBaseUrl ?? GRAPH_API_BASE_URL,
     graphVersion: opts.graphVersion ?? GRAPH_API_VERSION,
-    batchSize: Math.min(MAX_EVENTS_PER_REQUEST, Math.max(1, opts.batchSize ?? MAX_EVENTS_PER_REQUEST)),
+    batchSize: Math.min(MAX_EVENTS_PER_REQUEST, Math.max(1, opts.batchSize ?? settings.batchSize)),
     concurrency: Math.max(1, batchesInFlight),
     leaseSeconds: opts.leaseSeconds ?? 60,
     requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
@@ -116,10 +118,13 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
       'lease shorter than three request timeouts: a hung request may outlive it and its batch be sent twice',
     );
   }
-  const keys = opts.stripeApiKeys ?? {};
+  // The key of a StripeIntegration is read at each look-up, so a reloaded configuration applies at once.
+  const keyFor = (integration: string) =>
+    opts.stripeApiKeys?.[integration] ??
+    (latest ?? config.current()).stripe.find((s) => integrationId(s) === integration)?.apiKey;
   const customers = new StripeCustomers({
-    baseUrl: opts.stripeApiBaseUrl ?? STRIPE_API_BASE_URL,
-    keyFor: (integration) => keys[integration],
+    baseUrl: opts.stripeApiBaseUrl ?? settings.stripeApiBaseUrl ?? STRIPE_API_BASE_URL,
+    keyFor,
     ttlMs: opts.customerCache?.ttlMs,
     maxEntries: opts.customerCache?.maxEntries,
     maxInlineWaitMs: opts.customerCache?.maxInlineWaitMs,
@@ -139,7 +144,7 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
           pixelId: p.pixelId,
           accessToken: p.accessToken,
           testEventCode: p.testEventCode,
-          names: opts.eventNames?.[integrationId(p)],
+          names: opts.eventNames?.[integrationId(p)] ?? p.eventNames,
         },
       ]),
     );
@@ -165,8 +170,8 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
   const stats = startStats(pool, metrics, () => [...workers.keys()], opts.statsIntervalMs ?? 5_000);
   const admin = buildAdminServer({ pool, metrics, log, workers, schema });
   const address = await admin.listen({
-    host: opts.host ?? '0.0.0.0',
-    port: opts.adminPort ?? DEFAULT_ADMIN_PORT,
+    host: opts.host ?? settings.host,
+    port: opts.adminPort ?? settings.adminPort ?? DEFAULT_ADMIN_PORT,
   });
   const adminUrl = address.replace('[::1]', '127.0.0.1').replace('0.0.0.0', '127.0.0.1');
   log.info({ adminUrl, graphVersion: worker.graphVersion }, 'forwarder running');

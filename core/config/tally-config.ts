@@ -30,6 +30,11 @@ export const StripeIntegrationConfig = z.strictObject({
     .string()
     .regex(/^acct_\w+$/)
     .optional(),
+  /** Restricted key the forwarder uses to read customers (attribution kept in customer metadata). */
+  apiKey: z
+    .string()
+    .regex(/^(rk|sk)_(test|live)_\S+$/, 'must be a Stripe API key (rk_… or sk_…)')
+    .optional(),
 });
 export type StripeIntegrationConfig = z.infer<typeof StripeIntegrationConfig>;
 

