@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultCrdDir, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
+import type { OperatorCommandOptions } from './operator.js';
 import { CAL_SAMPLES, STRIPE_SAMPLES, trigger } from './trigger.js';
 
 const program = new Command('tally')
@@ -208,26 +209,74 @@ function parsePort(value: string): number {
   return n;
 }
 
+function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a whole number');
+  return n;
+}
+
 function collectIds(value: string, previous: number[]): number[] {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer id');
   return [...previous, n];
 }
 
-for (const [name, description] of [
-  [
-    'operator',
-    'Reconcile StripeIntegration, MetaPixel and CalIntegration resources into a running pipeline.',
-  ],
-] as const) {
-  program
-    .command(name)
-    .description(`${description} (not available in this version yet)`)
-    .action(() => {
-      console.error(`tally ${name} is not available in this version yet.`);
-      process.exitCode = 2;
-    });
-}
+program
+  .command('operator')
+  .description('Reconcile StripeIntegration, MetaPixel and CalIntegration resources into a running pipeline.')
+  .requiredOption(
+    '-n, --namespace <ns>',
+    "the operator's own namespace: its Lease, the rendered config, the workloads",
+  )
+  .option('--kubeconfig <file>', 'cluster access (default: KUBECONFIG, else the in-cluster service account)')
+  .option('--watch-namespace <ns>', 'reconcile only this namespace (default: all)')
+  .option(
+    '--public-base-url <url>',
+    'base of the webhook URLs providers call, e.g. https://hooks.example.com',
+  )
+  .addOption(
+    new Option(
+      '--pipeline <mode>',
+      'kubernetes: Deployments; local: also run ingest and forwarder as child processes',
+    )
+      .choices(['kubernetes', 'local'])
+      .default('kubernetes'),
+  )
+  .option('--image <ref>', 'image of the ingest and forwarder Deployments')
+  .option('--ingest-replicas <n>', 'ingest replicas', parseCount)
+  .option('--forwarder-replicas <n>', 'forwarder replicas', parseCount)
+  .option(
+    '--database-url-secret <name/key>',
+    'Secret key with the DATABASE_URL of the Deployments',
+    'tally-database/url',
+  )
+  .option('--local-dir <dir>', 'local mode: config file, logs and embedded PostgreSQL', '.tally/operator')
+  .option('--local-database-url <url>', 'local mode: database of the child processes (default: embedded)')
+  .option('--no-local-forwarder', 'local mode: do not run the forwarder')
+  .option(
+    '--ingest-admin-url <url>',
+    "ingest's admin API (default: the local ingest, or the in-cluster Service)",
+  )
+  .option('--forwarder-admin-url <url>', "the forwarder's admin API, read for MetaPixel status")
+  .option('--stripe-api-base <url>', "Stripe's API (tests point it at a local server)")
+  .option('--identity <name>', 'leader-election identity; use the pod name')
+  .option('--no-leader-election', 'run without a Lease (one replica only)')
+  .option('--admin-host <address>', 'admin listener (/metrics, /healthz, /readyz)', '127.0.0.1')
+  .option('--admin-port <port>', 'admin listener port', parsePort, 8081)
+  .action(async (opts: OperatorCommandOptions) => {
+    const stopped = untilSignal();
+    const { startOperator } = await import('./operator.js');
+    const operator = await startOperator(opts);
+    if (operator.running.localIngest) {
+      console.log(
+        `local ingest: webhooks ${operator.running.localIngest.webhookURL}, admin ${operator.running.localIngest.adminURL}`,
+      );
+    }
+    // Losing the Lease means another replica leads now: exit, and let the Deployment restart this one.
+    const exit = await Promise.race([stopped.then(() => 'stopped' as const), operator.running.done]);
+    await operator.close();
+    if (exit === 'leadership-lost') process.exitCode = 1;
+  });
 
 /** Resolves on SIGINT or SIGTERM, so a command can shut down cleanly (Kubernetes sends SIGTERM). */
 function untilSignal(): Promise<void> {

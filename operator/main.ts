@@ -45,6 +45,7 @@ import {
   type ManagerExit,
 } from './runtime/index.js';
 import { stripeReconciler } from './stripe/reconciler.js';
+import { HttpForwarderReports } from './forwarder-reports.js';
 
 export interface OperatorOptions {
   /** Cluster access; default: kubeconfigPath, else KUBECONFIG / in-cluster service account. */
@@ -72,6 +73,10 @@ export interface OperatorOptions {
   /** Local mode: ingest's webhook and admin ports (0 or unset: free ports). */
   localIngestPort?: number;
   localIngestAdminPort?: number;
+  /** Local mode: the forwarder's admin port (0 or unset: a free port). */
+  localForwarderAdminPort?: number;
+  /** The forwarder's admin API, read for MetaPixel status; default: the local forwarder when it runs. */
+  forwarderAdminURL?: string;
   /** Local mode: also run `tally forwarder` (once the forwarder command exists). */
   localForwarder?: boolean;
   /** The tally CLI the local children run. Default: dist/cli/tally.js of this project. */
@@ -121,6 +126,7 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
   let local: LocalPipeline | undefined;
   let localIngest: RunningOperator['localIngest'];
   let localListeners: Record<string, unknown> | undefined;
+  let localForwarderAdminURL: string | undefined;
   if (mode === 'local') {
     const dir = path.resolve(options.localDir ?? '.tally/operator');
     const port = options.localIngestPort || (await freePort());
@@ -132,7 +138,12 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
       forwarder: options.localForwarder ?? false,
       log,
     });
-    localListeners = { host: '127.0.0.1', port, adminPort };
+    const forwarderAdminPort = options.localForwarderAdminPort || (await freePort());
+    localListeners = {
+      ingest: { host: '127.0.0.1', port, adminPort },
+      forwarder: { host: '127.0.0.1', adminPort: forwarderAdminPort },
+    };
+    localForwarderAdminURL = `http://127.0.0.1:${forwarderAdminPort}`;
     localIngest = {
       webhookURL: `http://127.0.0.1:${port}`,
       adminURL: `http://127.0.0.1:${adminPort}`,
@@ -223,6 +234,16 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
     (ids) => notifyEntries(ids),
     log,
   );
+  // MetaPixel status reads the forwarder's results: the local forwarder's admin API, or one given.
+  // The pixel controller is created below; reports arriving before it exists wait for the first resync.
+  const pixelQueue: { ctl?: { enqueue(key: string): void } } = {};
+  const forwarderURL =
+    options.forwarderAdminURL ?? (options.localForwarder ? localForwarderAdminURL : undefined);
+  const httpReports = forwarderURL
+    ? new HttpForwarderReports(forwarderURL, (keys) => keys.forEach((k) => pixelQueue.ctl?.enqueue(k)))
+    : undefined;
+  const forwarderReports = options.forwarderReports ?? httpReports ?? noForwarderReports;
+
   const ctx: OperatorContext = {
     opts,
     kube,
@@ -235,12 +256,15 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
     deployments,
     services,
     pipeline: pipelineState,
-    forwarder: options.forwarderReports ?? noForwarderReports,
+    forwarder: forwarderReports,
   };
+
+  httpReports?.start();
 
   const stripeCtl = controller('stripeintegration', stripeReconciler(ctx));
   const calCtl = controller('calintegration', calReconciler(ctx));
   const pixelCtl = controller('metapixel', pixelReconciler(ctx));
+  pixelQueue.ctl = pixelCtl;
   const pipelineCtl = controller('pipeline', pipelineReconciler(ctx, local, localListeners), 1);
   function notifyEntries(ids: EntryId[]): void {
     for (const id of ids) {
@@ -339,6 +363,7 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
   const close = () =>
     (closing ??= (async () => {
       clearInterval(startPipeline);
+      httpReports?.stop();
       await manager.stop();
       pipelineState.stop();
       await local?.stop();

@@ -14,6 +14,15 @@ export interface PixelReport {
   lastError?: string;
   /** Whether Meta currently accepts the token (false after a 190 OAuthException). */
   tokenValid?: boolean;
+  lastErrorTime?: string;
+  /** Events waiting in the outbox for this pixel. */
+  pending?: number;
+}
+
+/** The last attempt failed: an error newer than the last success (or no success at all). */
+function deliveryFailing(report: PixelReport): boolean {
+  if (!report.lastError || !report.lastErrorTime) return false;
+  return !report.lastForwardTime || report.lastErrorTime > report.lastForwardTime;
 }
 
 export interface ForwarderReports {
@@ -100,12 +109,19 @@ export function pixelReconciler(ctx: OperatorContext) {
             reason: 'AccessTokenRejected',
             message: `Meta rejected the access token in Secret ${namespace}/${ref.name}: generate a new one in Events Manager.`,
           }
-        : {
-            type: 'Forwarding',
-            status: 'True',
-            reason: 'Forwarding',
-            message: `${report.eventsForwarded} events accepted by Meta.`,
-          };
+        : deliveryFailing(report)
+          ? {
+              type: 'Forwarding',
+              status: 'False',
+              reason: 'DeliveryFailing',
+              message: `Delivery to Meta is failing: ${report.lastError!.slice(0, 512)}. ${report.pending ?? 0} events wait and are retried with backoff.`,
+            }
+          : {
+              type: 'Forwarding',
+              status: 'True',
+              reason: 'Forwarding',
+              message: `${report.eventsForwarded} events accepted by Meta.`,
+            };
 
     const parts = [token, sources, configured];
     if (report) parts.push(forwarding);
@@ -124,9 +140,11 @@ export function pixelReconciler(ctx: OperatorContext) {
           ? 'Access token missing'
           : forwarding.reason === 'AccessTokenRejected'
             ? 'Access token invalid'
-            : ready.status === 'Unknown'
-              ? 'Provisioning'
-              : 'Error';
+            : forwarding.reason === 'DeliveryFailing'
+              ? 'Meta unreachable or failing'
+              : ready.status === 'Unknown'
+                ? 'Provisioning'
+                : 'Error';
     await commitStatus(
       ctx,
       PIXEL,

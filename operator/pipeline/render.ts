@@ -76,10 +76,15 @@ export function renderConfig(input: RenderInput): Rendered {
         continue;
       }
     }
+    // The restricted key also lets the forwarder read customers' attribution metadata; without one it
+    // sends what the events carry.
+    const keyRef = s.spec.apiKeySecretRef;
+    const apiKey = keyRef ? secretValue(input.secret(namespace, keyRef.name), keyRef.key) : undefined;
     const entry = StripeIntegrationConfig.safeParse({
       namespace,
       name,
       signingSecrets: [signing],
+      ...(apiKey && STRIPE_API_KEY.test(apiKey) ? { apiKey } : {}),
       conversionTypes: s.spec.conversionTypes,
       ...(s.spec.connectAccountId ? { connectAccountId: s.spec.connectAccountId } : {}),
     });
@@ -153,7 +158,9 @@ export function configText(config: Record<string, unknown>, ingest?: Record<stri
   return yaml.dump(doc, { noRefs: true, lineWidth: -1 });
 }
 
-/** The local file: the same entries as `text`, with the local listeners in front. */
-export function withListeners(text: string, ingest: Record<string, unknown>): string {
-  return yaml.dump({ ingest }, { lineWidth: -1 }) + text;
+/** The local file: the same entries as `text`, with the local listeners (`ingest`, `forwarder` sections) in front. */
+export function withListeners(text: string, listeners: Record<string, unknown>): string {
+  return yaml.dump(listeners, { lineWidth: -1 }) + text;
 }
+
+const STRIPE_API_KEY = /^(rk|sk)_(test|live)_\S+$/;

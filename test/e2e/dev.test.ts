@@ -16,7 +16,7 @@ describe('`tally dev` (what `npm start` runs)', () => {
   async function start() {
     const run = runTally(['dev', '--dir', dir]);
     running.push(run);
-    const output = await run.waitForOutput('Press Ctrl-C to stop', 120_000);
+    const output = await run.waitForOutput('Ctrl-C stops', 120_000);
     const kubeconfig = /export KUBECONFIG=(\S+)/.exec(output)?.[1];
     const server = /API server: (https:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
     expect(kubeconfig).toBe(path.join(dir, 'cluster', 'kubeconfig'));
@@ -55,6 +55,57 @@ describe('`tally dev` (what `npm start` runs)', () => {
     ]);
     expect(uid.stdout).toMatch(/^[0-9a-f-]{36}$/);
 
+    // The README's walk-through: a triggered checkout makes the integration "Receiving payment events".
+    const webhookBase = /ingest at (http:\/\/127\.0\.0\.1:\d+)/.exec(first.run.output())?.[1];
+    expect(webhookBase).toBeDefined();
+    const trigger = runTally([
+      'trigger',
+      'stripe',
+      'checkout.session.completed',
+      '-i',
+      'growth/acme',
+      '-s',
+      'whsec_replace_with_your_signing_secret',
+      '-u',
+      webhookBase!,
+      '--set',
+      '{"amount_total": 4900}',
+    ]);
+    expect(await trigger.exited).toBe(0);
+    const status = (kind: string, name: string, path: string) =>
+      kubectl([
+        '--kubeconfig',
+        first.kubeconfig,
+        'get',
+        kind,
+        name,
+        '-n',
+        'growth',
+        '-o',
+        `jsonpath=${path}`,
+      ]).then((r) => r.stdout);
+    await expect
+      .poll(() => status('stripe', 'acme', '{.status.phase} {.status.recentRevenue.summary}'), {
+        timeout: 60_000,
+        interval: 1_000,
+      })
+      .toBe('Receiving payment events 49.00 USD');
+    // No Meta is reachable from here: the pixel must say so, not claim to forward.
+    await expect
+      .poll(
+        () =>
+          status(
+            'pixel',
+            'website-pixel',
+            '{.status.conditions[?(@.type=="Forwarding")].reason} {.status.conditions[?(@.type=="Ready")].status}',
+          ),
+        {
+          timeout: 60_000,
+          interval: 1_000,
+        },
+      )
+      .toMatch(/^(DeliveryFailing|AccessTokenRejected) False$/);
+
     await stop(first.run);
     await expect(fetch(`${first.server}/readyz`)).rejects.toThrow();
 
@@ -73,5 +124,5 @@ describe('`tally dev` (what `npm start` runs)', () => {
     ]);
     expect(again.stdout).toBe(uid.stdout);
     await stop(second.run);
-  });
+  }, 300_000);
 });

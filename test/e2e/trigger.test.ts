@@ -58,6 +58,8 @@ describe('`tally trigger` sends signed sample events that ingest accepts', () =>
     expect(wrong.output).toContain('400 {"error":"invalid_signature"');
     const unknown = await trigger(['stripe', 'refund.created', '-i', 'growth/acme', '-s', STRIPE_SECRET]);
     expect(unknown.code).toBe(1);
-    expect(unknown.output).toContain('unknown Stripe type refund.created; one of: checkout.session.completed');
+    expect(unknown.output).toContain(
+      'unknown Stripe type refund.created; one of: checkout.session.completed',
+    );
   });
 });
