@@ -1,11 +1,11 @@
 import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type pg from 'pg';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigSource } from '../core/config/config-source.js';
 import { integrationId, type TallyConfig } from '../core/config/tally-config.js';
-import { startDatabase, type Database } from '../core/db/embedded-postgres.js';
+import { openDatabase } from '../core/db/embedded-postgres.js';
 import { migrate } from '../core/db/migrations.js';
+import { databaseResponds, keepMigrating } from '../core/db/schema-readiness.js';
 import { createPool, redactDatabaseUrl } from '../core/db/pool.js';
 import { createLogger } from '../core/logging.js';
 import { GRAPH_API_BASE_URL, GRAPH_API_VERSION } from './graph-client.js';
@@ -86,14 +86,9 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
   });
   config.watch(opts.configPollMs);
 
-  let embedded: Database | undefined;
-  let url = config.current().database.url ?? process.env.DATABASE_URL;
-  if (!url) {
-    embedded = await startDatabase(opts.dataDir);
-    url = embedded.url;
-    log.info({ dataDir: embedded.source }, 'started embedded PostgreSQL');
-  }
-  log.info({ database: redactDatabaseUrl(url) }, 'using PostgreSQL');
+  const db = await openDatabase(config.current().database.url, opts.dataDir);
+  const url = db.url;
+  log.info({ database: redactDatabaseUrl(url), from: db.source }, 'using PostgreSQL');
   // Options (tests, flags) win over the configuration file's forwarder section.
   const settings = config.current().forwarder;
   const batchesInFlight = opts.batchesInFlight ?? settings.batchesInFlight;
@@ -187,7 +182,7 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
       await Promise.all([...workers.values()].map((w) => w.stop()));
       await admin.close();
       await pool.end();
-      await embedded?.stop();
+      await db.stop();
     },
   };
 }
@@ -329,53 +324,13 @@ export async function redrive(opts: RedriveOptions): Promise<number[]> {
   const log = createLogger('forwarder');
   const source = await ConfigSource.load(opts.configPath);
   source.close();
-  let embedded: Database | undefined;
-  let url = source.current().database.url ?? process.env.DATABASE_URL;
-  if (!url) {
-    embedded = await startDatabase(opts.dataDir);
-    url = embedded.url;
-  }
-  const pool = createPool(url, log, { max: 1 });
+  const db = await openDatabase(source.current().database.url, opts.dataDir);
+  const pool = createPool(db.url, log, { max: 1 });
   try {
     await migrate(pool);
     return await redriveDeadLetters(pool, opts);
   } finally {
     await pool.end();
-    await embedded?.stop();
-  }
-}
-
-/** Applies migrations, retrying while the database is unreachable, so the process stays up (and not ready). */
-function keepMigrating(pool: pg.Pool, log: Logger) {
-  let resolve!: () => void;
-  const state = {
-    ready: false,
-    stopped: false,
-    done: new Promise<void>((r) => (resolve = r)),
-    stop: () => void (state.stopped = true),
-  };
-  void (async () => {
-    for (let delay = 500; !state.stopped; delay = Math.min(delay * 2, 10_000)) {
-      try {
-        const applied = await migrate(pool);
-        if (applied.length > 0) log.info({ applied }, 'database migrated');
-        state.ready = true;
-        resolve();
-        return;
-      } catch (err) {
-        log.warn({ error: (err as Error).message, retryInMs: delay }, 'database not ready');
-        await sleep(delay);
-      }
-    }
-  })();
-  return state;
-}
-
-async function databaseResponds(pool: pg.Pool): Promise<boolean> {
-  try {
-    await pool.query({ text: 'SELECT 1', query_timeout: 1_000 } as pg.QueryConfig);
-    return true;
-  } catch {
-    return false;
+    await db.stop();
   }
 }

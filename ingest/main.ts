@@ -1,9 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import type pg from 'pg';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigSource } from '../core/config/config-source.js';
-import { startDatabase, type Database } from '../core/db/embedded-postgres.js';
-import { migrate } from '../core/db/migrations.js';
+import { openDatabase } from '../core/db/embedded-postgres.js';
+import { databaseResponds, keepMigrating } from '../core/db/schema-readiness.js';
 import { createPool, redactDatabaseUrl } from '../core/db/pool.js';
 import { createLogger } from '../core/logging.js';
 import { EventStore } from '../core/store/event-store.js';
@@ -50,14 +48,9 @@ export async function runIngest(opts: IngestOptions): Promise<RunningIngest> {
   config.watch();
   const settings = config.current().ingest;
 
-  let embedded: Database | undefined;
-  let url = config.current().database.url ?? process.env.DATABASE_URL;
-  if (!url) {
-    embedded = await startDatabase(opts.dataDir);
-    url = embedded.url;
-    log.info({ dataDir: embedded.source }, 'started embedded PostgreSQL');
-  }
-  log.info({ database: redactDatabaseUrl(url) }, 'using PostgreSQL');
+  const db = await openDatabase(config.current().database.url, opts.dataDir);
+  const url = db.url;
+  log.info({ database: redactDatabaseUrl(url), from: db.source }, 'using PostgreSQL');
   const pool = createPool(url, log);
   const schema = keepMigrating(pool, log);
 
@@ -99,37 +92,9 @@ export async function runIngest(opts: IngestOptions): Promise<RunningIngest> {
       // close() lets in-flight requests finish: their events are committed before the process exits.
       await Promise.all([webhooks.close(), admin.close()]);
       await pool.end();
-      await embedded?.stop();
+      await db.stop();
     },
   };
-}
-
-/** Applies migrations, retrying while the database is unreachable, so the process stays up (and not ready). */
-function keepMigrating(pool: pg.Pool, log: ReturnType<typeof createLogger>) {
-  const state = { ready: false, stopped: false, stop: () => void (state.stopped = true) };
-  void (async () => {
-    for (let delay = 500; !state.stopped; delay = Math.min(delay * 2, 10_000)) {
-      try {
-        const applied = await migrate(pool);
-        if (applied.length > 0) log.info({ applied }, 'database migrated');
-        state.ready = true;
-        return;
-      } catch (err) {
-        log.warn({ error: (err as Error).message, retryInMs: delay }, 'database not ready');
-        await sleep(delay);
-      }
-    }
-  })();
-  return state;
-}
-
-async function databaseResponds(pool: pg.Pool): Promise<boolean> {
-  try {
-    await pool.query({ text: 'SELECT 1', query_timeout: 1_000 } as pg.QueryConfig);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {

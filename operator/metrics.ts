@@ -1,19 +1,11 @@
 import http from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { createRegistry } from '../core/metrics.js';
 import type { ControllerMetrics } from './runtime/index.js';
 
 /** The operator's Prometheus metrics: reconciles by controller and result, their duration, queue depth, API writes. */
 export function createOperatorMetrics(isLeader: () => boolean = () => false) {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool flags them).
-  for (const name of [
-    'nodejs_active_handles_total',
-    'nodejs_active_requests_total',
-    'nodejs_active_resources_total',
-  ]) {
-    registry.removeSingleMetric(name);
-  }
+  const registry = createRegistry();
   const reconciles = new Counter({
     name: 'tally_operator_reconciles_total',
     help: 'Reconciles by controller and result (success, requeue_after, conflict, error).',

