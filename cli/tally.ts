@@ -59,18 +59,8 @@ program
     await runDev(opts);
   });
 
-program
-  .command('ingest')
+configFileOptions(program.command('ingest'))
   .description('Receive and verify Stripe and Cal.com webhooks and store them as conversions in PostgreSQL.')
-  .requiredOption(
-    '-c, --config <file>',
-    'the Tally configuration file (YAML or JSON); reloaded when it changes',
-  )
-  .option(
-    '--data-dir <dir>',
-    'data folder of the embedded PostgreSQL used when no database URL is set',
-    '.tally/postgres',
-  )
   .addHelpText(
     'after',
     '\nThe database is database.url from the config, else DATABASE_URL, else an embedded PostgreSQL in --data-dir.\n' +
@@ -132,19 +122,9 @@ program
     },
   );
 
-const forwarder = program
-  .command('forwarder')
+const forwarder = configFileOptions(program.command('forwarder'))
   .description(
     "Drain the outbox to Meta's Conversions API, once per MetaPixel, batched, retried and deduplicated.",
-  )
-  .requiredOption(
-    '-c, --config <file>',
-    'the Tally configuration file (YAML or JSON); reloaded when it changes',
-  )
-  .option(
-    '--data-dir <dir>',
-    'data folder of the embedded PostgreSQL used when no database URL is set',
-    '.tally/postgres',
   )
   .option('--admin-port <port>', 'admin listener port (default: forwarder.adminPort, 9091)', parsePort)
   .option('--host <address>', 'admin listener address (default: forwarder.host)')
@@ -152,9 +132,7 @@ const forwarder = program
     'after',
     '\nAdmin: /healthz, /readyz, /metrics, GET /api/v1/pixels, GET /api/v1/dead-letters, POST /api/v1/dead-letters/redrive.',
   )
-  .action(async (opts: { config?: string; dataDir: string; adminPort?: number; host?: string }) => {
-    // Not a required option: commander would then demand it of `tally forwarder redrive` too.
-    if (!opts.config) return program.error("error: required option '-c, --config <file>' not specified");
+  .action(async (opts: { config: string; dataDir: string; adminPort?: number; host?: string }) => {
     const stopped = untilSignal(); // listen before starting: a SIGTERM during start-up still stops cleanly
     const { runForwarder } = await import('../forwarder/main.js');
     const running = await runForwarder({
@@ -180,14 +158,13 @@ forwarder
   .action(async (_opts, command: Command) => {
     // --config and --data-dir belong to `tally forwarder`, wherever they stand on the command line.
     const opts = command.optsWithGlobals<{
-      config?: string;
+      config: string;
       dataDir: string;
       pixel?: string;
       outboxId: number[];
       eventId: number[];
       reason?: string;
     }>();
-    if (!opts.config) return program.error("error: required option '-c, --config <file>' not specified");
     if (!opts.pixel && !opts.reason && opts.outboxId.length === 0 && opts.eventId.length === 0) {
       return program.error('error: give at least one of --pixel, --outbox-id, --event-id, --reason');
     }
@@ -202,6 +179,20 @@ forwarder
     });
     console.log(`re-driven ${ids.length} dead-lettered event${ids.length === 1 ? '' : 's'}`);
   });
+
+/** --config and --data-dir, shared by the commands that run from the configuration file. */
+function configFileOptions(command: Command): Command {
+  return command
+    .requiredOption(
+      '-c, --config <file>',
+      'the Tally configuration file (YAML or JSON); reloaded when it changes',
+    )
+    .option(
+      '--data-dir <dir>',
+      'data folder of the embedded PostgreSQL used when no database URL is set',
+      '.tally/postgres',
+    );
+}
 
 function parsePort(value: string): number {
   const n = Number(value);
