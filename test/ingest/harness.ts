@@ -85,12 +85,4 @@ export async function startIngest(
   };
 }
 
-/** The value of one sample in Prometheus text format, 0 when absent. */
-export function sample(metrics: string, name: string, labels: Record<string, string> = {}): number {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of metrics.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (wanted.every((w) => line.includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return 0;
-}
+export { sample } from '../env/metrics.js';

@@ -1,3 +1,4 @@
+import { sampleSum } from '../env/metrics.js';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CalIntegration } from '../../operator/resources.js';
@@ -23,10 +24,7 @@ describe('two operator replicas: one leader on a Lease', () => {
   const get = (name: string) => r.get<CalIntegration>('calintegrations', name);
   const metricsOf = async (op: TestOperator) => (await fetch(`${op.adminURL}/metrics`)).text();
   const writesOf = async (op: TestOperator) =>
-    (await metricsOf(op))
-      .split('\n')
-      .filter((l) => l.startsWith('tally_operator_api_writes_total{'))
-      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    sampleSum(await metricsOf(op), 'tally_operator_api_writes_total');
 
   beforeAll(async () => {
     assertBuilt();

@@ -1,3 +1,4 @@
+import { sampleSum } from '../env/metrics.js';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StripeIntegration } from '../../operator/resources.js';
@@ -270,10 +271,7 @@ describe('StripeIntegration against a fake Stripe API and a real ingest', () => 
     await readyOf('acme');
     await readyOf('later');
     const writes = async () =>
-      (await (await fetch(`${op.adminURL}/metrics`)).text())
-        .split('\n')
-        .filter((l) => l.startsWith('tally_operator_api_writes_total{'))
-        .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+      sampleSum(await (await fetch(`${op.adminURL}/metrics`)).text(), 'tally_operator_api_writes_total');
     // Let the status refreshes that follow the last changes settle.
     let k8s = await writes();
     await eventually('writes to settle', async () => {
