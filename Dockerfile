@@ -12,7 +12,6 @@ COPY ingest ingest
 COPY forwarder forwarder
 COPY bench bench
 COPY test/env test/env
-COPY test/fixtures test/fixtures
 COPY crds crds
 COPY examples examples
 RUN npm run build && npm prune --omit=dev --ignore-scripts

@@ -15,7 +15,7 @@ import pg from 'pg';
 import { startDatabase } from '../core/db/embedded-postgres.js';
 import { freePort } from '../core/net.js';
 import { projectRoot } from '../core/project-root.js';
-import { checkoutSession, signStripe, stripeEvent } from '../test/fixtures/stripe.js';
+import { checkoutSession, signStripe, stripeEvent } from '../core/samples/stripe.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);

@@ -1,4 +1,4 @@
-import { booking, calEnvelope, cancellation, ping, reschedule, signCal } from '../test/fixtures/cal.js';
+import { booking, calEnvelope, cancellation, ping, reschedule, signCal } from '../core/samples/cal.js';
 import {
   charge,
   checkoutSession,
@@ -8,7 +8,7 @@ import {
   signStripe,
   stripeEvent,
   subscription,
-} from '../test/fixtures/stripe.js';
+} from '../core/samples/stripe.js';
 
 /** Sample Stripe events by type, shaped like Stripe's (the builders are typed against the stripe package). */
 export const STRIPE_SAMPLES: Record<string, () => object> = {

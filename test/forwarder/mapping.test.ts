@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningForwarder } from '../../forwarder/main.js';
 import type { DeliveredEvent } from '../fakes/meta/server.js';
 import { customer } from '../fakes/stripe-customers/server.js';
-import { checkoutSession, invoice, rid, stripeEvent, subscription } from '../fixtures/stripe.js';
+import { checkoutSession, invoice, rid, stripeEvent, subscription } from '../../core/samples/stripe.js';
 import { baseConfig, createEnv, outboxStatus, PIXEL_ID, TOKEN, waitFor, type Env } from './harness.js';
 
 const sha = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { booking, calEnvelope, cancellation, ping, reschedule, signCal } from '../fixtures/cal.js';
+import { booking, calEnvelope, cancellation, ping, reschedule, signCal } from '../../core/samples/cal.js';
 import { CAL_SECRET, sample, startIngest, type IngestUnderTest } from './harness.js';
 
 const ROUTE = '/webhooks/cal/growth/demo-calls';

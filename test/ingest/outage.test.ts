@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../core/db/embedded-postgres.js';
-import { invoice, signStripe, stripeEvent } from '../fixtures/stripe.js';
+import { invoice, signStripe, stripeEvent } from '../../core/samples/stripe.js';
 import { startIngest, STRIPE_SECRET, type IngestUnderTest } from './harness.js';
 
 /**

@@ -9,7 +9,7 @@ import {
   signStripe,
   stripeEvent,
   subscription,
-} from '../fixtures/stripe.js';
+} from '../../core/samples/stripe.js';
 import { sample, startIngest, STRIPE_SECRET, type IngestUnderTest } from './harness.js';
 
 /** Deterministic shuffles, so a failing order can be reproduced. */

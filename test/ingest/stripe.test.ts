@@ -8,7 +8,7 @@ import {
   signStripe,
   stripeEvent,
   subscription,
-} from '../fixtures/stripe.js';
+} from '../../core/samples/stripe.js';
 import { sample, startIngest, STRIPE_SECRET, type IngestUnderTest } from './harness.js';
 
 const ROUTE = '/webhooks/stripe/growth/acme';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CalIntegration } from '../../operator/resources.js';
-import { booking, calEnvelope, signCal } from '../fixtures/cal.js';
+import { booking, calEnvelope, signCal } from '../../core/samples/cal.js';
 import {
   assertBuilt,
   condition,

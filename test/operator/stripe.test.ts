@@ -3,7 +3,7 @@ import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StripeIntegration } from '../../operator/resources.js';
 import { FakeStripeApi } from '../fakes/stripe-api/server.js';
-import { checkoutSession, signStripe, stripeEvent } from '../fixtures/stripe.js';
+import { checkoutSession, signStripe, stripeEvent } from '../../core/samples/stripe.js';
 import {
   assertBuilt,
   condition,

@@ -1,6 +1,6 @@
 import Fastify from 'fastify';
 import type Stripe from 'stripe';
-import { rid } from '../../fixtures/stripe.js';
+import { rid } from '../../../core/samples/stripe.js';
 
 /**
  * A local Stripe API for `GET /v1/customers/{id}`, behaving as Stripe documents it
