@@ -99,7 +99,7 @@ Metrics:
 
 Try:
   kubectl get conversions -A
-  tally trigger stripe checkout.session.completed -i growth/acme -s whsec_replace_with_your_signing_secret -u ${ingest.webhookURL}
+  npx tally trigger stripe checkout.session.completed -i growth/acme   # the secret and URL come from the cluster
   kubectl get stripeintegrations -n growth        # "Receiving payment events" and the revenue
   kubectl get metapixels -n growth -o wide         # forwarding results (no Meta reachable from here)
   kubectl explain stripeintegration.spec.webhook

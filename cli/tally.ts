@@ -2,7 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { defaultCrdDir, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
 import type { OperatorCommandOptions } from './operator.js';
-import { CAL_SAMPLES, STRIPE_SAMPLES, trigger } from './trigger.js';
+import { CAL_SAMPLES, DEFAULT_INGEST_URL, parseIntegration, STRIPE_SAMPLES, trigger } from './trigger.js';
 
 const program = new Command('tally')
   .description(
@@ -84,32 +84,63 @@ program
     'a Stripe event type (checkout.session.completed, …) or a Cal.com trigger (BOOKING_CREATED, …)',
   )
   .requiredOption('-i, --integration <namespace/name>', 'the StripeIntegration or CalIntegration to send to')
-  .requiredOption('-s, --secret <secret>', 'the signing secret (Stripe whsec_…) or Cal.com webhook secret')
-  .option('-u, --url <url>', 'the ingest webhook base URL', 'http://127.0.0.1:8080')
+  .option(
+    '-s, --secret <secret>',
+    'the signing secret (Stripe whsec_…) or Cal.com webhook secret (default: read from the cluster)',
+  )
+  .option(
+    '-u, --url <url>',
+    `the ingest webhook base URL (default: the integration's status.webhookURL when the secret comes from the cluster, else ${DEFAULT_INGEST_URL})`,
+  )
+  .option(
+    '--kubeconfig <file>',
+    'cluster access for reading the secret (default: KUBECONFIG, else ~/.kube/config)',
+  )
   .option('--set <json>', 'fields to override in the sample object, as JSON, e.g. \'{"amount_total": 4900}\'')
   .option('--account <acct>', 'send as an event of this Stripe Connect account')
   .addHelpText(
     'after',
     `\nStripe types: ${Object.keys(STRIPE_SAMPLES).join(', ')}` +
       `\nCal.com triggers: ${Object.keys(CAL_SAMPLES).join(', ')}` +
-      '\n\nExample:\n  tally trigger stripe checkout.session.completed -i growth/acme -s whsec_…',
+      "\n\nWithout --secret, the secret is read from the Secret the integration's status (or spec) references, " +
+      'which needs get on the integration and on that Secret.' +
+      '\n\nExamples:\n  tally trigger stripe checkout.session.completed -i growth/acme' +
+      '\n  tally trigger stripe invoice.paid -i growth/acme -s whsec_… -u http://127.0.0.1:8080',
   )
   .action(
     async (
       provider: string,
       type: string,
-      opts: { integration: string; secret: string; url: string; set?: string; account?: string },
+      opts: {
+        integration: string;
+        secret?: string;
+        url?: string;
+        kubeconfig?: string;
+        set?: string;
+        account?: string;
+      },
     ) => {
       if (provider !== 'stripe' && provider !== 'cal') {
         program.error(`provider must be stripe or cal, got "${provider}"`);
       }
+      const source = provider as 'stripe' | 'cal';
       try {
+        const { namespace, name } = parseIntegration(opts.integration);
+        let secret = opts.secret;
+        let webhookURL: string | undefined;
+        if (secret === undefined) {
+          const { integrationFromCluster } = await import('./trigger-cluster.js');
+          const found = await integrationFromCluster(source, namespace, name, opts.kubeconfig);
+          secret = found.secret;
+          if (opts.url === undefined) webhookURL = found.webhookURL;
+        }
         const result = await trigger({
-          provider: provider as 'stripe' | 'cal',
+          provider: source,
           type,
           integration: opts.integration,
           url: opts.url,
-          secret: opts.secret,
+          webhookURL,
+          secret,
           override: opts.set ? (JSON.parse(opts.set) as Record<string, unknown>) : undefined,
           account: opts.account,
         });

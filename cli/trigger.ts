@@ -31,11 +31,24 @@ export const CAL_SAMPLES: Record<string, () => object> = {
   PING: () => ping(),
 };
 
+export const DEFAULT_INGEST_URL = 'http://127.0.0.1:8080';
+
+/** Splits "namespace/name", with an error that shows the expected form. */
+export function parseIntegration(integration: string): { namespace: string; name: string } {
+  const [namespace, name, rest] = integration.split('/');
+  if (!namespace || !name || rest !== undefined)
+    throw new Error(`--integration must be namespace/name, got "${integration}"`);
+  return { namespace, name };
+}
+
 export interface TriggerOptions {
   provider: 'stripe' | 'cal';
   type: string;
   integration: string;
-  url: string;
+  /** The ingest webhook base URL; the route is built from it and the integration. */
+  url?: string;
+  /** The integration's full webhook URL (its status.webhookURL); wins over `url`. */
+  webhookURL?: string;
   secret: string;
   /** Overrides for the sample object, e.g. {"amount_total": 4900, "currency": "eur"}. */
   override?: Record<string, unknown>;
@@ -50,9 +63,10 @@ export interface TriggerResult {
 
 /** Builds a realistic event, signs it exactly as the provider does, and posts it to ingest. */
 export async function trigger(opts: TriggerOptions): Promise<TriggerResult> {
-  const [namespace, name] = opts.integration.split('/');
-  if (!namespace || !name) throw new Error(`--integration must be namespace/name, got "${opts.integration}"`);
-  const route = `${opts.url.replace(/\/$/, '')}/webhooks/${opts.provider}/${namespace}/${name}`;
+  const { namespace, name } = parseIntegration(opts.integration);
+  const route =
+    opts.webhookURL ??
+    `${(opts.url ?? DEFAULT_INGEST_URL).replace(/\/$/, '')}/webhooks/${opts.provider}/${namespace}/${name}`;
   let body: string;
   let headers: Record<string, string>;
   let eventId: string | undefined;

@@ -58,20 +58,21 @@ describe('`tally dev` (what `npm start` runs)', () => {
     // The README's walk-through: a triggered checkout makes the integration "Receiving payment events".
     const webhookBase = /ingest at (http:\/\/127\.0\.0\.1:\d+)/.exec(first.run.output())?.[1];
     expect(webhookBase).toBeDefined();
-    const trigger = runTally([
-      'trigger',
-      'stripe',
-      'checkout.session.completed',
-      '-i',
-      'growth/acme',
-      '-s',
-      'whsec_replace_with_your_signing_secret',
-      '-u',
-      webhookBase!,
-      '--set',
-      '{"amount_total": 4900}',
-    ]);
+    // As printed: after `export KUBECONFIG=…`, the secret and webhook URL come from the cluster.
+    const trigger = runTally(
+      [
+        'trigger',
+        'stripe',
+        'checkout.session.completed',
+        '-i',
+        'growth/acme',
+        '--set',
+        '{"amount_total": 4900}',
+      ],
+      { ...process.env, KUBECONFIG: first.kubeconfig },
+    );
     expect(await trigger.exited).toBe(0);
+    expect(trigger.output()).toMatch(/^200 \{"received":true\}/);
     const status = (kind: string, name: string, path: string) =>
       kubectl([
         '--kubeconfig',
