@@ -2,18 +2,14 @@ import type { V1Deployment, V1Secret, V1Service } from '@kubernetes/client-node'
 import type { Informer, Logger } from './runtime/index.js';
 import type { Kube } from './kube.js';
 import type { PipelineState } from './pipeline/state.js';
+import type { WorkloadOptions } from './pipeline/workloads.js';
 import type { CalIntegration, MetaPixel, StripeIntegration } from './resources.js';
 import type { ForwarderReports } from './pixel.js';
 
-export interface ResolvedOptions {
-  namespace: string;
+/** The namespace, image, replicas… of the ingest and forwarder Deployments are WorkloadOptions. */
+export interface ResolvedOptions extends WorkloadOptions {
   publicBaseURL: string;
   pipeline: 'kubernetes' | 'local';
-  image: string;
-  ingestReplicas: number;
-  forwarderReplicas: number;
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  databaseUrlSecret: { name: string; key: string };
   stripeApiBase?: string;
   statsRefreshMs: number;
   endpointVerifyMs: number;

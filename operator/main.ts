@@ -21,6 +21,11 @@ import { LocalPipeline } from './pipeline/local.js';
 import { PIPELINE_KEY, pipelineReconciler } from './pipeline/reconciler.js';
 import type { EntryId } from './pipeline/render.js';
 import { PipelineState } from './pipeline/state.js';
+import {
+  forwarderAdminServiceURL,
+  ingestAdminServiceURL,
+  type WorkloadOptions,
+} from './pipeline/workloads.js';
 import { noForwarderReports, pixelReconciler, type ForwarderReports } from './pixel.js';
 import {
   calWebhookSecretName,
@@ -47,7 +52,20 @@ import {
 import { stripeReconciler } from './stripe/reconciler.js';
 import { HttpForwarderReports } from './forwarder-reports.js';
 
-export interface OperatorOptions {
+type WorkloadExtras = Partial<
+  Pick<
+    WorkloadOptions,
+    | 'imagePullPolicy'
+    | 'imagePullSecrets'
+    | 'ingestResources'
+    | 'forwarderResources'
+    | 'podSecurityContext'
+    | 'containerSecurityContext'
+  >
+>;
+
+/** Also the pull policy, pull secrets, resources and security contexts of the Deployments (WorkloadOptions). */
+export interface OperatorOptions extends WorkloadExtras {
   /** Cluster access; default: kubeconfigPath, else KUBECONFIG / in-cluster service account. */
   kubeConfig?: KubeConfig;
   kubeconfigPath?: string;
@@ -63,7 +81,6 @@ export interface OperatorOptions {
   image?: string;
   ingestReplicas?: number;
   forwarderReplicas?: number;
-  resources?: ResolvedOptions['resources'];
   /** Secret (in `namespace`) whose key holds the DATABASE_URL of the Deployments. Default tally-database/url. */
   databaseUrlSecret?: { name: string; key: string };
   /** Local mode: where the config file, logs and an embedded PostgreSQL live. Default .tally/operator. */
@@ -75,7 +92,8 @@ export interface OperatorOptions {
   localIngestAdminPort?: number;
   /** Local mode: the forwarder's admin port (0 or unset: a free port). */
   localForwarderAdminPort?: number;
-  /** The forwarder's admin API, read for MetaPixel status; default: the local forwarder when it runs. */
+  /** The forwarder's admin API, read for MetaPixel status; default: the local forwarder when it runs, or
+   *  http://tally-forwarder.<namespace>.svc:9091 in kubernetes mode. */
   forwarderAdminURL?: string;
   /** Local mode: also run `tally forwarder` (once the forwarder command exists). */
   localForwarder?: boolean;
@@ -157,7 +175,12 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
     image: options.image ?? 'ghcr.io/tally-dev/tally:0.1.0',
     ingestReplicas: options.ingestReplicas ?? 2,
     forwarderReplicas: options.forwarderReplicas ?? 1,
-    resources: options.resources,
+    imagePullPolicy: options.imagePullPolicy,
+    imagePullSecrets: options.imagePullSecrets,
+    ingestResources: options.ingestResources,
+    forwarderResources: options.forwarderResources,
+    podSecurityContext: options.podSecurityContext,
+    containerSecurityContext: options.containerSecurityContext,
     databaseUrlSecret: options.databaseUrlSecret ?? { name: 'tally-database', key: 'url' },
     stripeApiBase: options.stripeApiBase,
     statsRefreshMs: options.statsRefreshMs ?? 30_000,
@@ -165,7 +188,7 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
     identity,
   };
   const ingestAdminURL =
-    options.ingestAdminURL ?? localIngest?.adminURL ?? `http://tally-ingest.${opts.namespace}.svc:9090`;
+    options.ingestAdminURL ?? localIngest?.adminURL ?? ingestAdminServiceURL(opts.namespace);
 
   const metrics = createOperatorMetrics(() => manager.isLeader);
   const kube = new Kube(kc, identity, (verb, resource) => metrics.writes.inc({ verb, resource }), log);
@@ -238,7 +261,12 @@ export async function runOperator(options: OperatorOptions): Promise<RunningOper
   // The pixel controller is created below; reports arriving before it exists wait for the first resync.
   const pixelQueue: { ctl?: { enqueue(key: string): void } } = {};
   const forwarderURL =
-    options.forwarderAdminURL ?? (options.localForwarder ? localForwarderAdminURL : undefined);
+    options.forwarderAdminURL ??
+    (mode === 'kubernetes'
+      ? forwarderAdminServiceURL(ns)
+      : options.localForwarder
+        ? localForwarderAdminURL
+        : undefined);
   const httpReports = forwarderURL
     ? new HttpForwarderReports(forwarderURL, (keys) => keys.forEach((k) => pixelQueue.ctl?.enqueue(k)))
     : undefined;
