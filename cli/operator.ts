@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { startDatabase, type Database } from '../core/db/embedded-postgres.js';
 import { runOperator, type OperatorOptions } from '../operator/main.js';
+import type { WorkloadOptions } from '../operator/pipeline/workloads.js';
 
 export interface OperatorCommandOptions {
   kubeconfig?: string;
@@ -11,6 +12,12 @@ export interface OperatorCommandOptions {
   image?: string;
   ingestReplicas?: number;
   forwarderReplicas?: number;
+  ingestResources?: WorkloadOptions['ingestResources'];
+  forwarderResources?: WorkloadOptions['forwarderResources'];
+  imagePullPolicy?: WorkloadOptions['imagePullPolicy'];
+  imagePullSecret?: string[];
+  podSecurityContext?: WorkloadOptions['podSecurityContext'];
+  containerSecurityContext?: WorkloadOptions['containerSecurityContext'];
   databaseUrlSecret?: string;
   localDir: string;
   localDatabaseUrl?: string;
@@ -54,6 +61,12 @@ export async function startOperator(
       image: opts.image,
       ingestReplicas: opts.ingestReplicas,
       forwarderReplicas: opts.forwarderReplicas,
+      ingestResources: opts.ingestResources,
+      forwarderResources: opts.forwarderResources,
+      imagePullPolicy: opts.imagePullPolicy,
+      imagePullSecrets: opts.imagePullSecret,
+      podSecurityContext: opts.podSecurityContext,
+      containerSecurityContext: opts.containerSecurityContext,
       databaseUrlSecret: { name: secretName!, key: secretKey ?? 'url' },
       localDir: opts.localDir,
       localDatabaseUrl,

@@ -1,7 +1,14 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { ZodType } from 'zod';
 import { defaultCrdDir, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
 import type { OperatorCommandOptions } from './operator.js';
+import {
+  ContainerSecurityContext,
+  parseJsonValue,
+  PodSecurityContext,
+  ResourceRequirements,
+} from '../operator/pipeline/workloads.js';
 import { CAL_SAMPLES, DEFAULT_INGEST_URL, parseIntegration, STRIPE_SAMPLES, trigger } from './trigger.js';
 
 const program = new Command('tally')
@@ -237,6 +244,17 @@ function parseCount(value: string): number {
   return n;
 }
 
+/** A commander parser for a JSON option checked with `schema`. */
+function json<T>(schema: ZodType<T>) {
+  return (value: string): T => {
+    try {
+      return parseJsonValue(schema, value);
+    } catch (err) {
+      throw new InvalidArgumentError((err as Error).message);
+    }
+  };
+}
+
 function collectIds(value: string, previous: number[]): number[] {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer id');
@@ -268,6 +286,38 @@ program
   .option('--ingest-replicas <n>', 'ingest replicas', parseCount)
   .option('--forwarder-replicas <n>', 'forwarder replicas', parseCount)
   .option(
+    '--ingest-resources <json>',
+    'ingest container resources, e.g. \'{"requests":{"cpu":"100m"},"limits":{"memory":"512Mi"}}\'',
+    json(ResourceRequirements),
+  )
+  .option(
+    '--forwarder-resources <json>',
+    'forwarder container resources (as --ingest-resources)',
+    json(ResourceRequirements),
+  )
+  .addOption(
+    new Option('--image-pull-policy <policy>', 'imagePullPolicy of the Deployments').choices([
+      'Always',
+      'IfNotPresent',
+      'Never',
+    ]),
+  )
+  .option(
+    '--image-pull-secret <name>',
+    'imagePullSecrets of the Deployments (repeatable)',
+    (v: string, prev: string[] = []) => [...prev, v],
+  )
+  .option(
+    '--pod-security-context <json>',
+    'pod securityContext of the Deployments (default: runAsNonRoot, RuntimeDefault seccomp)',
+    json(PodSecurityContext),
+  )
+  .option(
+    '--container-security-context <json>',
+    'container securityContext of the Deployments (default: read-only root filesystem, no privilege escalation, all capabilities dropped)',
+    json(ContainerSecurityContext),
+  )
+  .option(
     '--database-url-secret <name/key>',
     'Secret key with the DATABASE_URL of the Deployments',
     'tally-database/url',
@@ -279,7 +329,10 @@ program
     '--ingest-admin-url <url>',
     "ingest's admin API (default: the local ingest, or the in-cluster Service)",
   )
-  .option('--forwarder-admin-url <url>', "the forwarder's admin API, read for MetaPixel status")
+  .option(
+    '--forwarder-admin-url <url>',
+    "the forwarder's admin API, read for MetaPixel status (default: the local forwarder, or the in-cluster Service)",
+  )
   .option('--stripe-api-base <url>', "Stripe's API (tests point it at a local server)")
   .option('--identity <name>', 'leader-election identity; use the pod name')
   .option('--no-leader-election', 'run without a Lease (one replica only)')

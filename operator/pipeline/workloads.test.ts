@@ -5,6 +5,7 @@ import {
   deployment,
   forwarderAdminServiceURL,
   ingestAdminServiceURL,
+  parseJsonValue,
   PodSecurityContext,
   ResourceRequirements,
   service,
@@ -107,5 +108,15 @@ describe('option schemas', () => {
     ).toBe(true);
     expect(ContainerSecurityContext.safeParse({ readOnlyRootFileSystem: true }).success).toBe(false);
     expect(ContainerSecurityContext.safeParse({ runAsUser: -1 }).success).toBe(false);
+  });
+});
+
+describe('JSON command-line values', () => {
+  it('parse and check, or say what is wrong', () => {
+    expect(parseJsonValue(ResourceRequirements, '{"limits":{"memory":"512Mi"}}')).toEqual({
+      limits: { memory: '512Mi' },
+    });
+    expect(() => parseJsonValue(ResourceRequirements, "{limits: '1'}")).toThrow('must be a JSON object');
+    expect(() => parseJsonValue(PodSecurityContext, '{"runAsUser": "root"}')).toThrow(/^runAsUser: /);
   });
 });

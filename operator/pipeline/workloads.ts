@@ -208,3 +208,21 @@ export function deployment(
     },
   };
 }
+
+/**
+ * A JSON command-line value checked with one of the schemas above (resources, security contexts), or
+ * an Error whose message names the bad field.
+ */
+export function parseJsonValue<T>(schema: z.ZodType<T>, text: string): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error('must be a JSON object');
+  }
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new Error(
+    parsed.error.issues.map((i) => `${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`).join('; '),
+  );
+}
