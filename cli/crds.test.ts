@@ -2,11 +2,13 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { defaultCrdDir, staleCrdFiles, writeCrdFiles } from './crds.js';
+import { defaultCrdDirs, staleCrdFiles, writeCrdFiles } from './crds.js';
 
 describe('tally crds', () => {
-  it('the checked-in crds/ are exactly what the schema source generates (run `npm run crds` to fix)', async () => {
-    expect(await staleCrdFiles(defaultCrdDir())).toEqual([]);
+  it('the checked-in crds/ and charts/tally/crds/ are exactly what the schema source generates (run `npm run crds` to fix)', async () => {
+    const dirs = defaultCrdDirs();
+    expect(dirs.map((d) => path.relative(path.dirname(dirs[0]!), d))).toEqual(['crds', 'charts/tally/crds']);
+    for (const dir of dirs) expect({ dir, stale: await staleCrdFiles(dir) }).toEqual({ dir, stale: [] });
   });
 
   it('notices a hand edit and a file the generator does not produce', async () => {

@@ -15,8 +15,12 @@ export function renderCrdFiles(): Map<string, string> {
   return files;
 }
 
-export function defaultCrdDir(): string {
-  return path.join(projectRoot(), 'crds');
+/**
+ * Where the CRDs are checked in: crds/ (for `kubectl apply`) and the Helm chart's crds/ (Helm installs
+ * those before the templates). Both are written and checked together, so they cannot drift.
+ */
+export function defaultCrdDirs(): string[] {
+  return [path.join(projectRoot(), 'crds'), path.join(projectRoot(), 'charts', 'tally', 'crds')];
 }
 
 export async function writeCrdFiles(dir: string): Promise<string[]> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { ZodType } from 'zod';
-import { defaultCrdDir, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
+import { defaultCrdDirs, renderCrdFiles, staleCrdFiles, writeCrdFiles } from './crds.js';
 import type { OperatorCommandOptions } from './operator.js';
 import {
   ContainerSecurityContext,
@@ -21,30 +21,36 @@ const program = new Command('tally')
 program
   .command('crds')
   .description('Print the CustomResourceDefinitions (StripeIntegration, MetaPixel, CalIntegration) as YAML.')
-  .option('--write [dir]', 'write one file per CRD into dir (default: crds/) instead of printing')
+  .option(
+    '--write [dir]',
+    'write one file per CRD into dir (default: crds/ and charts/tally/crds/) instead of printing',
+  )
   .option(
     '--check [dir]',
-    'exit 1 when the files in dir (default: crds/) differ from what this version generates',
+    'exit 1 when the files in dir (default: crds/ and charts/tally/crds/) differ from what this version generates',
   )
   .addHelpText(
     'after',
     '\nExamples:\n  tally crds | kubectl apply --server-side -f -\n  tally crds --check crds/',
   )
   .action(async (opts: { write?: string | true; check?: string | true }) => {
+    const dirs = (option: string | true) => (typeof option === 'string' ? [option] : defaultCrdDirs());
     if (opts.check) {
-      const dir = typeof opts.check === 'string' ? opts.check : defaultCrdDir();
-      const stale = await staleCrdFiles(dir);
-      if (stale.length > 0) {
-        console.error(
-          `CRDs in ${dir} are out of date: ${stale.join(', ')}. Run \`npm run crds\` and commit.`,
-        );
-        process.exitCode = 1;
-      } else {
-        console.log(`CRDs in ${dir} match the schema source.`);
+      for (const dir of dirs(opts.check)) {
+        const stale = await staleCrdFiles(dir);
+        if (stale.length > 0) {
+          console.error(
+            `CRDs in ${dir} are out of date: ${stale.join(', ')}. Run \`npm run crds\` and commit.`,
+          );
+          process.exitCode = 1;
+        } else {
+          console.log(`CRDs in ${dir} match the schema source.`);
+        }
       }
     } else if (opts.write) {
-      const dir = typeof opts.write === 'string' ? opts.write : defaultCrdDir();
-      for (const file of await writeCrdFiles(dir)) console.log(`wrote ${file}`);
+      for (const dir of dirs(opts.write)) {
+        for (const file of await writeCrdFiles(dir)) console.log(`wrote ${file}`);
+      }
     } else {
       process.stdout.write([...renderCrdFiles().values()].join('---\n'));
     }
