@@ -22,6 +22,9 @@ export interface EventStoreOptions {
   onBatch?: (size: number, saved: SavedBatch) => void;
 }
 
+/** Joins payloads for store_event_batch(): valid JSON never contains U+001E unescaped. */
+const PAYLOAD_SEPARATOR = '\x1e';
+
 /**
  * Durable, idempotent storage of normalised events with natural group commit: there is no timer;
  * while up to `maxInFlight` transactions run, new events queue and the next transaction takes them
@@ -43,6 +46,11 @@ export class EventStore {
   }
 
   save(event: NormalizedEvent): Promise<SaveResult> {
+    // Adapters store only payloads that parsed as JSON, which cannot hold the separator; a caller that
+    // breaks this gets its own error instead of failing the batch it would have joined.
+    if (event.payload.includes(PAYLOAD_SEPARATOR)) {
+      return Promise.reject(new Error(`event ${event.idempotencyKey}: the payload is not JSON text`));
+    }
     return new Promise((resolve, reject) => {
       this.queue.push({ event, resolve, reject });
       this.pump();
@@ -61,16 +69,30 @@ export class EventStore {
   }
 
   private async write(batch: Pending[]): Promise<void> {
+    // A key sent twice in one batch (a provider retrying while the first delivery waits) is stored
+    // once: the first occurrence goes to the database, the repeats are duplicates of it.
+    const firsts: Pending[] = [];
+    const repeats: Pending[] = [];
+    const seen = new Set<string>();
+    for (const p of batch) {
+      const key = `${p.event.integration} ${p.event.idempotencyKey}`;
+      if (seen.has(key)) repeats.push(p);
+      else {
+        seen.add(key);
+        firsts.push(p);
+      }
+    }
     let client: pg.PoolClient | undefined;
     let failure: Error | undefined;
     try {
       client = await this.pool.connect();
-      // store_events() runs as one statement, hence one transaction: committed when it returns.
+      // store_event_batch() runs as one statement, hence one transaction: committed when it returns.
       const results = await insertBatch(
         client,
-        batch.map((p) => p.event),
+        firsts.map((p) => p.event),
       );
-      batch.forEach((p, i) => p.resolve(results.outcomes[i]!));
+      firsts.forEach((p, i) => p.resolve(results.outcomes[i]!));
+      for (const p of repeats) p.resolve('duplicate');
       this.opts.onBatch?.(batch.length, results.saved);
     } catch (err) {
       failure = err instanceof Error ? err : new Error(String(err));
@@ -82,14 +104,15 @@ export class EventStore {
   }
 }
 
-const STORE_EVENTS = `SELECT store_events(${Array.from({ length: 20 }, (_, i) => `$${i + 1}`).join(', ')}) AS result`;
+const STORE_EVENTS = `SELECT store_event_batch(${Array.from({ length: 20 }, (_, i) => `$${i + 1}`).join(', ')}) AS result`;
 
-/** One round trip: the events, their outbox rows and money movements go to store_events() as arrays. */
+/** One round trip: the events, their outbox rows and money movements go to store_event_batch() as arrays. */
 async function insertBatch(
   client: pg.PoolClient,
   events: NormalizedEvent[],
 ): Promise<{ outcomes: SaveResult[]; saved: SavedBatch }> {
-  const columns: unknown[][] = Array.from({ length: 17 }, () => []);
+  const columns: unknown[][] = Array.from({ length: 16 }, () => []);
+  const payloads: string[] = [];
   const destOrd: number[] = [];
   const dest: string[] = [];
   const movements: (string | null)[] = [];
@@ -111,8 +134,8 @@ async function insertBatch(
       e.livemode ?? null,
       JSON.stringify(e.attribution),
       JSON.stringify(e.details),
-      e.payload,
     ];
+    payloads.push(e.payload);
     row.forEach((value, c) => columns[c]!.push(value));
     for (const d of e.destinations) {
       destOrd.push(i + 1);
@@ -133,9 +156,9 @@ async function insertBatch(
     );
   });
   const { rows } = await client.query<{ result: { inserted: number[]; revenue: SavedBatch['newRevenue'] } }>({
-    name: 'tally-store-events',
+    name: 'tally-store-event-batch',
     text: STORE_EVENTS,
-    values: [...columns, destOrd, dest, movements],
+    values: [...columns, payloads.join(PAYLOAD_SEPARATOR), destOrd, dest, movements],
   });
   const { inserted, revenue } = rows[0]!.result;
   const insertedOrdinals = new Set(inserted);

@@ -192,6 +192,32 @@ describe('ingest: Stripe webhooks', () => {
     expect(await stored(event.id)).toHaveLength(1);
   });
 
+  it('stores one row for a burst of the same delivery (retries racing), and the rest answer duplicate', async () => {
+    const event = stripeEvent('invoice.paid', invoice({ amount_paid: 1234 }));
+    // Different signature timestamps, as Stripe's retries have: one group-committed batch may hold several.
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => deliver(event, { timestamp: Math.floor(Date.now() / 1000) - i })),
+    );
+    expect(answers.filter((a) => a.status === 200)).toHaveLength(12);
+    expect(answers.filter((a) => (a.body as { duplicate?: boolean }).duplicate !== true)).toHaveLength(1);
+    expect(await stored(event.id)).toHaveLength(1);
+  });
+
+  it('keeps the payload byte for byte as Stripe sent it (pretty-printed, key order kept)', async () => {
+    const event = stripeEvent(
+      'charge.succeeded',
+      charge({ metadata: { zeta: '1', alpha: 'ü "quoted" \\ \u2028' } }),
+    );
+    const body = JSON.stringify(event, null, 2);
+    const res = await ingest.post(ROUTE, body, { 'stripe-signature': signStripe(body, STRIPE_SECRET) });
+    expect(res.status).toBe(200);
+    const { rows } = await ingest.pool.query<{ payload: string }>(
+      'SELECT payload::text AS payload FROM events WHERE provider_event_id = $1',
+      [event.id],
+    );
+    expect(rows[0]?.payload).toBe(body);
+  });
+
   it('accepts either signing secret while one is rolled, and a header that carries both signatures', async () => {
     const route = '/webhooks/stripe/growth/rotating';
     const byOld = stripeEvent('invoice.paid', invoice());
