@@ -1,27 +1,25 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import yaml from 'js-yaml';
 import {
   CoreV1Api,
   CustomObjectsApi,
-  KubeConfig,
   PatchStrategy,
   setHeaderOptions,
+  type KubeConfig,
   type KubernetesObject,
+  type V1PolicyRule,
   type V1Secret,
 } from '@kubernetes/client-node';
-import { inject } from 'vitest';
 import { projectRoot } from '../../core/project-root.js';
 import { runOperator, type OperatorOptions, type RunningOperator } from '../../operator/main.js';
 import type { CalIntegration, MetaPixel, StripeIntegration } from '../../operator/resources.js';
 import { silentLogger } from '../../operator/runtime/index.js';
 import { createTestNamespace, createTestSchema, kubeConfig } from '../env/context.js';
+import { serviceAccountKubeConfig } from '../env/service-account.js';
 
-const run = promisify(execFile);
 export const group = 'tally.dev';
 export const version = 'v1alpha1';
 const ssa = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
@@ -29,101 +27,58 @@ const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
 /**
  * Kubernetes access as the operator's service account, authenticated with a client certificate signed
- * by the test CA and authorised only by charts/tally/templates/operator-rbac.yaml (applied for `opsNs`):
- * a verb missing from the chart fails the test.
+ * by the test CA and authorised only by the chart's rules, charts/tally/rbac/operator.yaml (bound for
+ * `opsNs`): a verb missing from the chart fails the test.
  */
 export async function operatorKubeConfig(opsNs: string): Promise<KubeConfig> {
-  const admin = kubeConfig();
-  const pki = path.join(path.dirname(inject('kubeconfigPath')), 'pki');
-  if (!existsSync(path.join(pki, 'ca.key'))) {
-    throw new Error(
-      `no test CA key in ${pki}: the operator tests need the control plane the test setup starts`,
-    );
-  }
-  await applyRbac(admin, opsNs);
-  const dir = await mkdtemp(path.join(tmpdir(), 'tally-op-cert-'));
-  try {
-    const openssl = (...args: string[]) => run('openssl', args, { cwd: dir });
-    await openssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      `/CN=system:serviceaccount:${opsNs}:tally-operator`,
-      '-keyout',
-      'op.key',
-      '-out',
-      'op.csr',
-    );
-    await openssl(
-      'x509',
-      '-req',
-      '-in',
-      'op.csr',
-      '-CA',
-      path.join(pki, 'ca.crt'),
-      '-CAkey',
-      path.join(pki, 'ca.key'),
-      '-CAcreateserial',
-      '-CAserial',
-      path.join(dir, 'ca.srl'),
-      '-days',
-      '1',
-      '-out',
-      'op.crt',
-    );
-    const [cert, key] = await Promise.all([
-      readFile(path.join(dir, 'op.crt')),
-      readFile(path.join(dir, 'op.key')),
-    ]);
-    const cluster = admin.getCurrentCluster()!;
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'test', server: cluster.server, caData: cluster.caData, skipTLSVerify: false }],
-      users: [{ name: 'tally-operator', certData: cert.toString('base64'), keyData: key.toString('base64') }],
-      contexts: [{ name: 'test', cluster: 'test', user: 'tally-operator' }],
-      currentContext: 'test',
-    });
-    return kc;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  await applyRbac(kubeConfig(), opsNs);
+  return serviceAccountKubeConfig(opsNs, 'tally-operator');
 }
 
-/** The chart's RBAC with its namespace replaced and cluster-scoped names made unique per test file. */
+/**
+ * The chart's RBAC as templates/operator-rbac.yaml renders it for the release namespace `opsNs`: the
+ * `watched` rules in a ClusterRole (named per test file), the `own` rules in a Role in `opsNs`.
+ */
 async function applyRbac(admin: KubeConfig, opsNs: string): Promise<void> {
-  const text = await readFile(path.join(projectRoot(), 'charts/tally/templates/operator-rbac.yaml'), 'utf8');
+  const file = path.join(projectRoot(), 'charts/tally/rbac/operator.yaml');
+  const rules = yaml.load(await readFile(file, 'utf8')) as { watched: V1PolicyRule[]; own: V1PolicyRule[] };
   const custom = admin.makeApiClient(CustomObjectsApi);
   const core = admin.makeApiClient(CoreV1Api);
-  for (const doc of yaml.loadAll(text) as KubernetesObject[]) {
-    const obj = JSON.parse(
-      JSON.stringify(doc).replaceAll('"tally-system"', JSON.stringify(opsNs)),
-    ) as KubernetesObject & {
-      roleRef?: { kind: string; name: string };
-    };
-    const clusterScoped = obj.kind === 'ClusterRole' || obj.kind === 'ClusterRoleBinding';
-    if (clusterScoped) obj.metadata!.name = `tally-operator-${opsNs}`;
-    if (obj.roleRef?.kind === 'ClusterRole') obj.roleRef.name = `tally-operator-${opsNs}`;
-    if (obj.kind === 'ServiceAccount') {
-      await core
-        .createNamespacedServiceAccount({ namespace: opsNs, body: obj })
-        .catch((err: { code?: number }) => {
-          if (err.code !== 409) throw err;
-        });
-      continue;
-    }
-    const plural = `${obj.kind!.toLowerCase()}s`;
+  await core
+    .createNamespacedServiceAccount({ namespace: opsNs, body: { metadata: { name: 'tally-operator' } } })
+    .catch((err: { code?: number }) => {
+      if (err.code !== 409) throw err;
+    });
+  const rbac = 'rbac.authorization.k8s.io';
+  const subjects = [{ kind: 'ServiceAccount', name: 'tally-operator', namespace: opsNs }];
+  const clusterName = `tally-operator-${opsNs}`;
+  const objects = [
+    { kind: 'ClusterRole', metadata: { name: clusterName }, rules: rules.watched },
+    {
+      kind: 'ClusterRoleBinding',
+      metadata: { name: clusterName },
+      roleRef: { apiGroup: rbac, kind: 'ClusterRole', name: clusterName },
+      subjects,
+    },
+    { kind: 'Role', metadata: { name: 'tally-operator', namespace: opsNs }, rules: rules.own },
+    {
+      kind: 'RoleBinding',
+      metadata: { name: 'tally-operator', namespace: opsNs },
+      roleRef: { apiGroup: rbac, kind: 'Role', name: 'tally-operator' },
+      subjects,
+    },
+  ];
+  for (const obj of objects) {
     const params = {
-      group: 'rbac.authorization.k8s.io',
+      group: rbac,
       version: 'v1',
-      plural,
-      name: obj.metadata!.name!,
-      body: obj,
+      plural: `${obj.kind.toLowerCase()}s`,
+      name: obj.metadata.name,
+      body: { apiVersion: `${rbac}/v1`, ...obj },
       fieldManager: 'tally-test',
       force: true,
     };
-    if (clusterScoped) await custom.patchClusterCustomObject(params, ssa);
+    if (obj.kind.startsWith('Cluster')) await custom.patchClusterCustomObject(params, ssa);
     else await custom.patchNamespacedCustomObject({ ...params, namespace: opsNs }, ssa);
   }
 }
