@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { ConfigSource } from '../core/config/config-source.js';
+import type { TallyConfig } from '../core/config/tally-config.js';
 import { openDatabase } from '../core/db/embedded-postgres.js';
 import { databaseResponds, keepMigrating } from '../core/db/schema-readiness.js';
 import { createPool, redactDatabaseUrl } from '../core/db/pool.js';
 import { createLogger } from '../core/logging.js';
 import { EventStore } from '../core/store/event-store.js';
+import { zeroConfiguredSeries, zeroRecentRevenueSeries } from './metric-series.js';
 import { createIngestMetrics } from './metrics.js';
 import { buildRouting, type Routing } from './routing.js';
 import { buildAdminServer, buildWebhookServer } from './server.js';
@@ -30,9 +32,13 @@ export async function runIngest(opts: IngestOptions): Promise<RunningIngest> {
   const log = createLogger('ingest');
   const metrics = createIngestMetrics();
   let routing: Routing | undefined;
+  // Reads the database once its schema is ready; a reload before that has nothing to read yet.
+  let zeroRevenueSeries: (c: TallyConfig) => void = () => {};
   const config = await ConfigSource.load(opts.configPath, {
     onReload: (c, digest) => {
       routing = buildRouting(c, digest);
+      zeroConfiguredSeries(metrics, c);
+      zeroRevenueSeries(c);
       metrics.configReloads.inc({ result: 'success' });
       metrics.configLastSuccess.setToCurrentTime();
       log.info(
@@ -53,6 +59,13 @@ export async function runIngest(opts: IngestOptions): Promise<RunningIngest> {
   log.info({ database: redactDatabaseUrl(url), from: db.source }, 'using PostgreSQL');
   const pool = createPool(url, log);
   const schema = keepMigrating(pool, log);
+  void schema.done.then(() => {
+    zeroRevenueSeries = (c) =>
+      void zeroRecentRevenueSeries(metrics, pool, c).catch((err: Error) =>
+        log.warn({ error: err.message }, 'could not read recent currencies for the revenue metric'),
+      );
+    zeroRevenueSeries(config.current());
+  });
 
   const store = new EventStore(pool, {
     onBatch: (size, saved) => {
