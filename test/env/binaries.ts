@@ -30,7 +30,7 @@ export async function resolveBinaries(
     await Promise.all(Object.values(found).map(assertExecutable));
     return { ...found, source: assets ? `KUBEBUILDER_ASSETS=${assets}` : 'TEST_ASSET_* variables' };
   }
-  const dir = await buildOrReuse(onProgress);
+  const dir = await runCacheScript('build-control-plane.sh', 'building the control plane', onProgress);
   return {
     kubeApiserver: fromEnv.kubeApiserver ?? path.join(dir, 'kube-apiserver'),
     etcd: fromEnv.etcd ?? path.join(dir, 'etcd'),
@@ -39,8 +39,16 @@ export async function resolveBinaries(
   };
 }
 
-async function buildOrReuse(onProgress: (line: string) => void): Promise<string> {
-  const script = path.join(projectRoot(), 'test', 'env', 'build-control-plane.sh');
+/**
+ * Runs one of test/env's build-into-the-cache scripts and resolves with the folder it prints on its
+ * last line; stderr lines go to `onProgress`, and the last 30 of them into the error on failure.
+ */
+export async function runCacheScript(
+  name: string,
+  what: string,
+  onProgress: (line: string) => void,
+): Promise<string> {
+  const script = path.join(projectRoot(), 'test', 'env', name);
   return new Promise((resolve, reject) => {
     const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -60,12 +68,12 @@ async function buildOrReuse(onProgress: (line: string) => void): Promise<string>
     child.on('exit', (code) => {
       const dir = stdout.trim().split('\n').pop();
       if (code === 0 && dir) resolve(dir);
-      else reject(new Error(`building the control plane failed (exit ${code}):\n${tail.join('\n')}`));
+      else reject(new Error(`${what} failed (exit ${code}):\n${tail.join('\n')}`));
     });
   });
 }
 
-async function assertExecutable(file: string): Promise<void> {
+export async function assertExecutable(file: string): Promise<void> {
   await access(file, constants.X_OK).catch(() => {
     throw new Error(`${file} is not an executable file (check KUBEBUILDER_ASSETS / TEST_ASSET_*)`);
   });
