@@ -78,7 +78,7 @@ describe('the operator as the chart runs it', () => {
       ],
       path.join(dir, 'operator.log'),
     );
-  });
+  }, 30 * 60_000); // a machine's first run builds helm
   afterAll(async () => {
     await operator?.stop();
     await rm(dir, { recursive: true, force: true });
