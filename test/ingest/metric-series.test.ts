@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkoutSession, signStripe, stripeEvent } from '../../core/samples/stripe.js';
 import { runIngest, type RunningIngest } from '../../ingest/main.js';
-import type { baseConfig} from './harness.js';
+import type { baseConfig } from './harness.js';
 import { startIngest, STRIPE_SECRET, type IngestUnderTest } from './harness.js';
 
 const metricsOf = async (adminUrl: string) => (await fetch(`${adminUrl}/metrics`)).text();
