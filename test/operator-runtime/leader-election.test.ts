@@ -3,8 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderElector, type LeadershipEnd } from '../../operator/runtime/leader-election.js';
 import { createTestNamespace, kubeConfig } from '../env/context.js';
 
-/** Short timings so takeovers happen in seconds; the ratios are the production ones. */
-const timings = { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 500 };
+/**
+ * Short timings so takeovers happen in seconds; the ratios are the production ones. A renew deadline of
+ * 4 s leaves room for a slow API server while the whole suite runs on two cores.
+ */
+const timings = { leaseDurationMs: 6_000, renewDeadlineMs: 4_000, retryPeriodMs: 1_000 };
 
 interface Candidate {
   elector: LeaderElector;
@@ -77,12 +80,12 @@ describe('LeaderElector on a coordination.k8s.io/v1 Lease', () => {
     expect(leader.stopped).toEqual(['released']);
     await expect(leader.elector.done).resolves.toBe('released');
 
-    // holderIdentity was cleared, so the follower does not wait for the 3 s lease to expire.
+    // holderIdentity was cleared, so the follower does not wait for the 6 s lease to expire.
     await expect.poll(() => follower.elector.isLeader, { timeout: 20_000 }).toBe(true);
     const after = await readLease('tally-release');
     expect(after.spec?.holderIdentity).toBe(follower.identity);
     expect(after.spec?.leaseTransitions).toBe((before.spec?.leaseTransitions ?? 0) + 1);
-    expect(after.spec?.leaseDurationSeconds).toBe(3);
+    expect(after.spec?.leaseDurationSeconds).toBe(6);
     expect(follower.started).toBe(1);
   });
 
