@@ -1,6 +1,6 @@
 /**
  * npm run bench:forwarder — how fast the forwarder drains a backlog to a local Conversions API (the fake
- * Meta server of test/fakes/meta, validating every event as Meta does, in a worker thread of its own).
+ * Meta server of test/fakes/meta, validating every event as Meta does, in a process of its own).
  *
  *   (base) the raw drain loop of performance.md §3: BEGIN; SELECT … LIMIT 1000 FOR UPDATE SKIP LOCKED;
  *          POST pre-built events (no mapping, no hashing, no validation); UPDATE status = 1; COMMIT;
@@ -9,16 +9,18 @@
  *   (fN)   the same with BENCH_IN_FLIGHT (default 3) batches in flight;
  * then the drain time of a BENCH_BACKLOG (default 100,000) backlog with fN.
  *
- * Rounds are interleaved with a rotating order; TRUNCATE + CHECKPOINT before each run. Prints events/s per
- * run, the medians and ratios (per-round ratios' median), and last a JSON line. BENCH_EVENTS (default
- * 20,000) events per throughput run, BENCH_ROUNDS (default 3).
+ * Rounds are interleaved with a rotating order; TRUNCATE + CHECKPOINT before each run. Prints events/s and
+ * CPU time per event (forwarder, fake Meta, PostgreSQL) per run, the medians and ratios (per-round ratios'
+ * median), and last a JSON line. BENCH_EVENTS (default 20,000) events per throughput run, BENCH_ROUNDS
+ * (default 3); BENCH_MODES (e.g. fN) runs a subset, for profiling.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { startDatabase } from '../core/db/embedded-postgres.js';
 import { migrate } from '../core/db/migrations.js';
@@ -29,7 +31,6 @@ import { createForwarderMetrics } from '../forwarder/metrics.js';
 import { PixelWorker, type WorkerSettings } from '../forwarder/pixel-worker.js';
 import { StripeCustomers } from '../forwarder/stripe-customers.js';
 import type { ServerEvent } from '../forwarder/meta/event.js';
-import type * as FakeMeta from '../test/fakes/meta/server.js';
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -42,45 +43,56 @@ const PIXEL_ID = '123456789012345';
 const DESTINATION = 'meta:bench/pixel';
 
 type Mode = 'base' | 'f1' | 'fN';
-/** The fake's module, loaded by the worker thread from its compiled path (this reference makes tsc emit it). */
-const FAKE_META_EXPORT: keyof typeof FakeMeta = 'startFakeMeta';
+/** argv[2] of this script when it runs as the fake Meta's process. */
+const FAKE_META_ARG = 'fake-meta';
 
-/** The fake Meta server in a worker thread, so it does not share the forwarder's event loop. */
+/**
+ * The fake Meta server in a process of its own (this script, started with FAKE_META_ARG), as Meta is:
+ * it shares the two cores but neither the forwarder's event loop nor its garbage collector threads, so
+ * each side's CPU time is its own.
+ */
 async function startMeta(): Promise<{
   url: string;
+  pid: number;
   counters: () => Promise<{ delivered: number; duplicates: number }>;
   close: () => Promise<void>;
 }> {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  const server = pathToFileURL(path.join(here, '../test/fakes/meta/server.js')).href;
-  const worker = new Worker(
-    `
-    const { parentPort, workerData } = require('node:worker_threads');
-    import(workerData.server).then(async (fake) => {
-      const meta = await fake[workerData.start]();
-      const pixel = meta.state.addPixel(workerData.pixelId, { tokens: [workerData.token] });
-      parentPort.on('message', async (m) => {
-        if (m === 'counters') parentPort.postMessage({ delivered: pixel.delivered.length, duplicates: pixel.counters.duplicates });
-        if (m === 'close') { await meta.close(); parentPort.postMessage('closed'); }
-      });
-      parentPort.postMessage({ url: meta.url });
-    });`,
-    { eval: true, workerData: { server, start: FAKE_META_EXPORT, pixelId: PIXEL_ID, token: TOKEN } },
-  );
-  const next = () => new Promise<unknown>((resolve) => worker.once('message', resolve));
+  const child = fork(fileURLToPath(import.meta.url), [FAKE_META_ARG], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const next = () =>
+    new Promise<unknown>((resolve, reject) => {
+      child.once('message', resolve);
+      child.once('exit', (code) => reject(new Error(`fake Meta exited with ${code}`)));
+    });
   const { url } = (await next()) as { url: string };
   return {
     url,
+    pid: child.pid!,
     counters: async () => {
-      worker.postMessage('counters');
+      child.send('counters');
       return (await next()) as { delivered: number; duplicates: number };
     },
     close: async () => {
-      worker.postMessage('close');
-      await next();
-      await worker.terminate();
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.send('close');
+      await exited;
     },
   };
+}
+
+async function serveFakeMeta(): Promise<void> {
+  const { startFakeMeta } = await import('../test/fakes/meta/server.js');
+  const meta = await startFakeMeta();
+  const pixel = meta.state.addPixel(PIXEL_ID, { tokens: [TOKEN] });
+  process.on('message', (m) => {
+    if (m === 'counters') {
+      process.send!({ delivered: pixel.delivered.length, duplicates: pixel.counters.duplicates });
+    } else if (m === 'close') {
+      void meta.close().then(() => process.exit(0));
+    }
+  });
+  process.send!({ url: meta.url });
 }
 
 /** A backlog of `n` invoice.paid events with customer data and click ids, written set-based. */
@@ -211,21 +223,123 @@ function seconds(start: bigint, n: number): number {
 /** Event-loop utilisation of the forwarder's thread in the last run: near 1 means it is CPU-bound. */
 let busy = 0;
 
+/**
+ * CPU time (µs) per delivered event in a run, from the kernel's per-thread and per-process counters
+ * (Linux /proc; 10 ms ticks, so runs of thousands of events are needed): the forwarder's main thread,
+ * the forwarder's process as a whole (main thread, mapping threads, libuv and GC helpers), the fake
+ * Meta's process and PostgreSQL (postmaster and its children).
+ */
+interface CpuPerEvent {
+  main: number;
+  forwarder: number;
+  meta: number;
+  postgres: number;
+  /** Share of all CPUs busy during the run (anything on the machine, not only this bench). */
+  machineBusy: number;
+}
+let cpu: CpuPerEvent = { main: NaN, forwarder: NaN, meta: NaN, postgres: NaN, machineBusy: NaN };
+
+const TICK_US = 10_000; // USER_HZ is 100 on Linux
+/** utime + stime of a /proc …/stat file, in µs; NaN where it cannot be read. */
+function statCpu(file: string): number {
+  try {
+    const s = readFileSync(file, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * TICK_US;
+  } catch {
+    return NaN;
+  }
+}
+/** The embedded PostgreSQL's postmaster pid (first line of postmaster.pid), when this bench started it. */
+function postmasterPid(dataDir: string): string | undefined {
+  try {
+    return readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0];
+  } catch {
+    return undefined;
+  }
+}
+/** CPU of the postmaster and its children (backends, checkpointer, WAL writer, autovacuum); exited backends are missed. */
+function postgresCpu(postmaster: string | undefined): number {
+  if (!postmaster) return NaN;
+  let total = statCpu(`/proc/${postmaster}/stat`);
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (s.slice(s.lastIndexOf(')') + 2).split(' ')[1] === postmaster) total += statCpu(`/proc/${pid}/stat`);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return total;
+}
+/** All CPUs' busy and total time (µs) from /proc/stat, to show how much of the machine a run left idle. */
+function machineCpu(): { busy: number; total: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = f.reduce((a, b) => a + b, 0) * TICK_US;
+    return { busy: total - (f[3]! + f[4]!) * TICK_US, total };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+function cpuNow(metaPid: number, postmaster: string | undefined) {
+  const p = process.cpuUsage();
+  return {
+    machine: machineCpu(),
+    process: p.user + p.system,
+    main: statCpu(`/proc/self/task/${process.pid}/stat`),
+    meta: statCpu(`/proc/${metaPid}/stat`),
+    postgres: postgresCpu(postmaster),
+  };
+}
+function cpuPerEvent(a: ReturnType<typeof cpuNow>, b: ReturnType<typeof cpuNow>, n: number): CpuPerEvent {
+  return {
+    main: (b.main - a.main) / n,
+    forwarder: (b.process - a.process) / n,
+    meta: (b.meta - a.meta) / n,
+    postgres: (b.postgres - a.postgres) / n,
+    machineBusy: (b.machine.busy - a.machine.busy) / (b.machine.total - a.machine.total),
+  };
+}
+const formatCpu = (c: CpuPerEvent) =>
+  `CPU µs/event: forwarder ${c.forwarder.toFixed(1)} (main thread ${c.main.toFixed(1)}), ` +
+  `fake Meta ${c.meta.toFixed(1)}, PostgreSQL ${c.postgres.toFixed(1)}; machine busy ${Math.round(c.machineBusy * 100)} %`;
+let postmaster: string | undefined;
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
+const roundCpu = (c: CpuPerEvent): CpuPerEvent => ({
+  main: Number(c.main.toFixed(1)),
+  forwarder: Number(c.forwarder.toFixed(1)),
+  meta: Number(c.meta.toFixed(1)),
+  postgres: Number(c.postgres.toFixed(1)),
+  machineBusy: Number(c.machineBusy.toFixed(2)),
+});
+/** Per-column medians over the runs of one mode. */
+const medianCpu = (cs: CpuPerEvent[]): CpuPerEvent =>
+  roundCpu({
+    main: median(cs.map((c) => c.main)),
+    forwarder: median(cs.map((c) => c.forwarder)),
+    meta: median(cs.map((c) => c.meta)),
+    postgres: median(cs.map((c) => c.postgres)),
+    machineBusy: median(cs.map((c) => c.machineBusy)),
+  });
 
 async function run(pool: pg.Pool, mode: Mode, n: number): Promise<number> {
   await fill(pool, n);
   const meta = await startMeta();
   try {
     const elu = performance.eventLoopUtilization();
+    const before = cpuNow(meta.pid, postmaster);
     const rate =
       mode === 'base'
         ? await baseline(pool, meta.url, n)
         : await forwarder(pool, meta.url, n, mode === 'f1' ? 1 : IN_FLIGHT);
     busy = performance.eventLoopUtilization(elu).utilization;
+    cpu = cpuPerEvent(before, cpuNow(meta.pid, postmaster), n);
     const c = await meta.counters();
     if (c.delivered !== n || c.duplicates !== 0) {
       throw new Error(
@@ -247,6 +361,7 @@ async function main(): Promise<void> {
   // PostgreSQL runs as the `postgres` user when the bench runs as root: it must be able to enter the folder.
   await chmod(dir, 0o755);
   const db = await startDatabase(dir);
+  postmaster = db.source === 'DATABASE_URL' ? undefined : postmasterPid(db.source);
   const log = createLogger('bench', 'warn');
   const pool = createPool(db.url, log, { max: 8, statementTimeoutMillis: 120_000 });
   try {
@@ -257,6 +372,7 @@ async function main(): Promise<void> {
     );
     const modes: Mode[] = ['base', 'f1', 'fN'];
     const results: Record<Mode, number[]> = { base: [], f1: [], fN: [] };
+    const cpus: Record<Mode, CpuPerEvent[]> = { base: [], f1: [], fN: [] };
     const ratios = { f1_base: [] as number[], fN_base: [] as number[], fN_f1: [] as number[] };
     for (let round = 0; round < ROUNDS; round++) {
       const order = modes.map((_, i) => modes[(i + round) % modes.length]!);
@@ -268,9 +384,10 @@ async function main(): Promise<void> {
         }
         got[mode] = await run(pool, mode, EVENTS);
         results[mode].push(got[mode]);
+        cpus[mode].push(cpu);
         console.log(
           `round ${round + 1} ${mode.padEnd(4)} ${Math.round(got[mode]).toString().padStart(7)} events/s` +
-            `  (forwarder thread busy ${Math.round(busy * 100)} %)`,
+            `  (forwarder thread busy ${Math.round(busy * 100)} %; ${formatCpu(cpu)})`,
         );
       }
       ratios.f1_base.push(got.f1! / got.base!);
@@ -280,9 +397,11 @@ async function main(): Promise<void> {
 
     await fill(pool, BACKLOG);
     const meta = await startMeta();
+    const drainCpu = cpuNow(meta.pid, postmaster);
     const drainStart = process.hrtime.bigint();
     await forwarder(pool, meta.url, BACKLOG, IN_FLIGHT);
     const drainSeconds = Number(process.hrtime.bigint() - drainStart) / 1e9;
+    const backlogCpu = cpuPerEvent(drainCpu, cpuNow(meta.pid, postmaster), BACKLOG);
     const c = await meta.counters();
     await meta.close();
     if (c.delivered !== BACKLOG || c.duplicates !== 0) {
@@ -303,10 +422,14 @@ async function main(): Promise<void> {
         forwarderSeveralInFlightVsBaseline: Number(median(ratios.fN_base).toFixed(2)),
         severalVsOneInFlight: Number(median(ratios.fN_f1).toFixed(2)),
       },
+      medianCpuMicrosPerEvent: Object.fromEntries(
+        (['base', 'f1', 'fN'] as const).map((m) => [m, medianCpu(cpus[m])]),
+      ),
       backlog: {
         events: BACKLOG,
         drainSeconds: Number(drainSeconds.toFixed(2)),
         eventsPerSecond: Math.round(BACKLOG / drainSeconds),
+        cpuMicrosPerEvent: roundCpu(backlogCpu),
       },
       duplicates: 0,
     };
@@ -316,8 +439,12 @@ async function main(): Promise<void> {
         `${IN_FLIGHT} in flight ${summary.medianEventsPerSecond.forwarderSeveralInFlight}/s ` +
         `(${summary.ratios.forwarderSeveralInFlightVsBaseline}× baseline, ${summary.ratios.severalVsOneInFlight}× one in flight)`,
     );
+    for (const m of ['base', 'f1', 'fN'] as const) {
+      if (cpus[m].length > 0) console.log(`median ${m.padEnd(4)} ${formatCpu(medianCpu(cpus[m]))}`);
+    }
     console.log(
-      `backlog of ${BACKLOG}: drained in ${summary.backlog.drainSeconds} s (${summary.backlog.eventsPerSecond}/s)`,
+      `backlog of ${BACKLOG}: drained in ${summary.backlog.drainSeconds} s (${summary.backlog.eventsPerSecond}/s; ` +
+        `${formatCpu(backlogCpu)})`,
     );
     console.log(JSON.stringify(summary));
   } finally {
@@ -327,4 +454,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (process.argv[2] === FAKE_META_ARG) await serveFakeMeta();
+else await main();
