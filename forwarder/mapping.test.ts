@@ -1,17 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { parseRedriveFilter } from './main.js';
 import { mapEvent, wantsCustomer, type StoredEvent } from './mapping.js';
-import { buildUserData } from './meta/user-data.js';
+import { SUBCODE_PARAMETER_NOT_HASHED, validateServerEvent } from './meta/event.js';
+import { buildUserData, sha256Hex as sha } from './meta/user-data.js';
 import { jittered } from './pixel-worker.js';
 
 const NOW = 1_800_000_000;
 
 function stored(o: Partial<StoredEvent> = {}): StoredEvent {
   return {
-    id: 1,
     integration: 'growth/acme',
     providerType: 'invoice.paid',
-    providerEventId: 'evt_1',
     occurredAt: new Date((NOW - 60) * 1000),
     amountMinor: 2000,
     currency: 'USD',
@@ -123,6 +122,58 @@ describe('mapEvent', () => {
       external_id: 'cus_1',
     }).userData;
     for (let i = 0; i < 2; i++) expect(send(stored({ details })).event.user_data).toEqual(expected);
+  });
+
+  it('makes only hashes Meta accepts, so the forwarder may skip re-checking them (trustHashes)', () => {
+    // Customers as Stripe holds them: every spelling the normalisers handle, and values they reject.
+    const people = [
+      { name: 'Zoë  van der Berg', phone: '020 7946 0958', email: ' Zoe@Example.co.uk ', country: 'GB' },
+      {
+        name: "D'Arcy O'Neil",
+        phone: '+1 (650) 555-1212 x12',
+        email: 'josé@bücher.de',
+        country: 'United States',
+      },
+      { name: '정 민', phone: '0044 20 7946 0958', email: 'not-an-email', country: 'KOR' },
+      { name: '   ', phone: '555', email: sha('a@example.com').toUpperCase(), country: 'Narnia' },
+      { name: 'Madonna', phone: '+39 06 1234 5678', email: 'M@X.IT', country: 'italy' },
+    ];
+    const attributions: Record<string, string>[] = [
+      {},
+      { client_ip: '203.0.113.7', client_user_agent: 'Mozilla/5.0', fbc: 'fb.1.1.IwAR', fbp: 'fb.1.2.3' },
+      { client_ip: '999.1.1.1', client_user_agent: ' ', event_source_url: 'https://shop.example.com/é' },
+      { client_ip: '2001:db8::1', event_source_url: 'ftp://example.com/' },
+    ];
+    let checked = 0;
+    for (const [i, p] of people.entries()) {
+      for (const attribution of attributions) {
+        const mapped = mapEvent(
+          stored({
+            customerEmail: p.email,
+            attribution,
+            details: {
+              invoice: `in_${i}`,
+              billingReason: 'subscription_create',
+              customerName: p.name,
+              customerPhone: p.phone,
+              customerAddress: {
+                city: 'South San Francisco',
+                state: 'california',
+                postal_code: '94035-1234',
+                country: p.country,
+              },
+            },
+          }),
+          { now: NOW },
+        );
+        if (mapped.kind !== 'send') continue;
+        const strict = validateServerEvent(mapped.event, 0, NOW);
+        expect(validateServerEvent(mapped.event, 0, NOW, { trustHashes: true })).toEqual(strict);
+        expect(strict.filter((issue) => issue.subcode === SUBCODE_PARAMETER_NOT_HASHED)).toEqual([]);
+        checked++;
+      }
+    }
+    expect(checked).toBe(people.length * attributions.length);
   });
 
   it('wants the Stripe customer only when the event lacks e-mail or click ids', () => {

@@ -16,11 +16,8 @@ import type { CustomerFacts } from './stripe-customers.js';
  */
 
 export interface StoredEvent {
-  /** events.id */
-  id: number;
   integration: string;
   providerType: string;
-  providerEventId: string | null;
   occurredAt: Date;
   amountMinor: number | null;
   currency: string | null;

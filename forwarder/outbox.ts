@@ -33,11 +33,10 @@ interface Row {
   outbox_id: number;
   attempts: number;
   lease: string;
-  id: number;
   integration: string;
   provider_type: string;
-  provider_event_id: string | null;
-  occurred_at: Date;
+  /** occurred_at in Unix milliseconds: a number parses far cheaper than a timestamptz. */
+  occurred_ms: number;
   amount_minor: number | null;
   currency: string | null;
   customer_id: string | null;
@@ -47,6 +46,7 @@ interface Row {
   details: Record<string, unknown>;
 }
 
+/** Only the columns mapping and customer look-ups read: every column is parsed for 1,000 rows a batch. */
 const CLAIM = `
   WITH claimed AS (
     UPDATE outbox SET locked_until = now() + make_interval(secs => $3)
@@ -56,9 +56,9 @@ const CLAIM = `
                              AND (locked_until IS NULL OR locked_until < now())
                            ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED))
     RETURNING id, event_id, attempts, locked_until::text AS lease)
-  SELECT c.id AS outbox_id, c.attempts, c.lease, e.id, e.integration, e.provider_type, e.provider_event_id,
-         e.occurred_at, e.amount_minor, e.currency, e.customer_id, e.customer_email, e.account,
-         e.attribution, e.details
+  SELECT c.id AS outbox_id, c.attempts, c.lease, e.integration, e.provider_type,
+         date_part('epoch', e.occurred_at) * 1000 AS occurred_ms, e.amount_minor, e.currency, e.customer_id,
+         e.customer_email, e.account, e.attribution, e.details
     FROM claimed c JOIN events e ON e.id = c.event_id
    ORDER BY c.id`;
 
@@ -83,11 +83,9 @@ export async function claim(
     attempts: r.attempts,
     lease,
     event: {
-      id: r.id,
       integration: r.integration,
       providerType: r.provider_type,
-      providerEventId: r.provider_event_id,
-      occurredAt: r.occurred_at,
+      occurredAt: new Date(r.occurred_ms),
       amountMinor: r.amount_minor,
       currency: r.currency,
       customerId: r.customer_id,

@@ -314,8 +314,9 @@ export class PixelWorker {
         out.dead.push({ id: row.outboxId, reason: mapped.reason, message: mapped.message });
         continue;
       }
-      // Meta rejects a whole batch for one bad event: the validator finds those before any request.
-      const issues = validateServerEvent(mapped.event, 0, now);
+      // Meta rejects a whole batch for one bad event: the validator finds those before any request. The
+      // hashes are buildUserData's own; what came from outside (ids, IPs, URLs, currency, names) is checked.
+      const issues = validateServerEvent(mapped.event, 0, now, { trustHashes: true });
       if (issues.length > 0) {
         const message = issues.map((i) => `${i.field.replace(/^data\[0\]\.?/, '')}: ${i.message}`).join('; ');
         out.dead.push({ id: row.outboxId, reason: 'invalid_event', message: `rejected locally: ${message}` });

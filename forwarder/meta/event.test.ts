@@ -6,6 +6,7 @@ import {
   SUBCODE_INSUFFICIENT_CUSTOMER_INFORMATION,
   SUBCODE_PARAMETER_NOT_HASHED,
   validateEventsRequest,
+  validateServerEvent,
   type ServerEvent,
 } from './event.js';
 
@@ -227,5 +228,43 @@ describe('validateEventsRequest', () => {
         ],
       }),
     ).toEqual([]);
+  });
+});
+
+describe('validateServerEvent with trustHashes (the forwarder checking what buildUserData made)', () => {
+  const check = (event: Record<string, unknown>, trustHashes?: boolean) =>
+    validateServerEvent(event, 0, now, trustHashes === undefined ? {} : { trustHashes });
+
+  it('leaves out only the check that hashed values are 64 lowercase hex characters', () => {
+    const unhashed = purchase({ user_data: { em: ['person@example.com'], external_id: ['cus_1'] } });
+    expect(check(unhashed)).toEqual([
+      expect.objectContaining({ field: 'data[0].user_data.em', subcode: SUBCODE_PARAMETER_NOT_HASHED }),
+    ]);
+    expect(check(unhashed, true)).toEqual([]);
+  });
+
+  it('still checks everything that comes from outside', () => {
+    const fields = check(
+      purchase({
+        event_id: ' ',
+        action_source: 'website',
+        event_source_url: 'ftp://example.com/',
+        user_data: { em: [], ct: [7], client_ip_address: '999.1.1.1', fbc: ' ', email: 'x' },
+        custom_data: { value: 1, currency: 'usd' },
+      }),
+      true,
+    ).map((i) => i.field);
+    expect(fields).toEqual([
+      'data[0].event_id',
+      'data[0].event_source_url',
+      'data[0].user_data.em',
+      'data[0].user_data.ct',
+      'data[0].user_data.client_ip_address',
+      'data[0].user_data.fbc',
+      'data[0].user_data.email',
+      'data[0].user_data.client_user_agent',
+      'data[0].user_data',
+      'data[0].custom_data.currency',
+    ]);
   });
 });

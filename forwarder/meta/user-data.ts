@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { COUNTRIES, type Country } from './countries.js';
 import {
@@ -46,54 +46,52 @@ export interface UserDataResult {
   rejected: RejectedValue[];
 }
 
-const HASHED_OR_HEX = /^[a-f0-9]{64}$/i;
+/** 64 hex digits in either case: a value the caller hashed already. A table look-up per character is ~3× a regex. */
+const HEX_DIGIT = new Uint8Array(128);
+for (const c of '0123456789abcdefABCDEF') HEX_DIGIT[c.charCodeAt(0)] = 1;
+function isHashedOrHex(value: string): boolean {
+  if (value.length !== 64) return false;
+  for (let i = 0; i < 64; i++) if (HEX_DIGIT[value.charCodeAt(i)] !== 1) return false;
+  return true;
+}
 
 export function sha256Hex(normalized: string): string {
-  return createHash('sha256').update(normalized, 'utf8').digest('hex');
+  // One-shot hash (strings are UTF-8): no Hash object per value.
+  return hash('sha256', normalized, 'hex');
 }
 
 /** Builds Meta's user_data: hashed keys as deduplicated arrays, plain keys trimmed, empty keys omitted. */
 export function buildUserData(raw: RawUserData, options: UserDataOptions = {}): UserDataResult {
   const userData: UserData = {};
   const rejected: RejectedValue[] = [];
-  const countries = valuesOf(raw.country)
-    .map(resolveCountry)
-    .filter((c): c is Country => c !== undefined);
-  const country =
-    countries[0] ??
-    (options.defaultCountry === undefined ? undefined : resolveCountry(options.defaultCountry));
-  const today = options.now ?? new Date();
-
-  const normalizers: Record<HashedUserDataKey, (value: string) => string | undefined> = {
-    em: normalizeEmail,
-    ph: (v) => normalizePhone(v, country),
-    fn: normalizeName,
-    ln: normalizeName,
-    ge: normalizeGender,
-    db: (v) => normalizeDateOfBirth(v, today),
-    ct: normalizeCity,
-    st: (v) => normalizeState(v, country),
-    zp: (v) => normalizeZip(v, country),
-    country: (v) => resolveCountry(v)?.alpha2,
-    external_id: normalizeExternalId,
-  };
+  let country: Country | undefined;
+  if (raw.country !== undefined && raw.country !== null) {
+    for (const value of valuesOf(raw.country)) if ((country = resolveCountry(value))) break;
+  }
+  if (country === undefined && options.defaultCountry !== undefined) {
+    country = resolveCountry(options.defaultCountry);
+  }
+  const context: NormalizeContext = { country, now: options.now };
 
   for (const key of HASHED_USER_DATA_KEYS) {
-    const hashes: string[] = [];
-    for (const value of valuesOf(raw[key])) {
-      if (HASHED_OR_HEX.test(value)) {
-        hashes.push(value.toLowerCase());
-        continue;
-      }
-      const normalized = normalizers[key](value);
-      if (normalized === undefined || normalized === '') {
-        rejected.push({ key, reason: REASONS[key] });
-      } else {
-        hashes.push(sha256Hex(normalized));
-      }
+    const value = raw[key];
+    if (value === undefined || value === null) continue;
+    if (typeof value === 'string' || typeof value === 'number') {
+      // One value, the usual case: no lists, no dedupe.
+      const trimmed = String(value).trim();
+      if (trimmed === '') continue;
+      const hashed = hashValue(key, trimmed, context);
+      if (hashed === undefined) rejected.push({ key, reason: REASONS[key] });
+      else userData[key] = [hashed];
+      continue;
     }
-    const unique = [...new Set(hashes)];
-    if (unique.length > 0) userData[key] = unique;
+    const hashes = new Set<string>();
+    for (const v of valuesOf(value)) {
+      const hashed = hashValue(key, v, context);
+      if (hashed === undefined) rejected.push({ key, reason: REASONS[key] });
+      else hashes.add(hashed);
+    }
+    if (hashes.size > 0) userData[key] = [...hashes];
   }
 
   for (const key of PLAIN_USER_DATA_KEYS) {
@@ -106,6 +104,44 @@ export function buildUserData(raw: RawUserData, options: UserDataOptions = {}): 
     userData[key] = value;
   }
   return { userData, rejected };
+}
+
+interface NormalizeContext {
+  country: Country | undefined;
+  now: Date | undefined;
+}
+
+/** The SHA-256 of a trimmed value's normalised form (or the value itself when hashed already); undefined when unusable. */
+function hashValue(key: HashedUserDataKey, value: string, context: NormalizeContext): string | undefined {
+  if (isHashedOrHex(value)) return value.toLowerCase();
+  const normalized = normalize(key, value, context);
+  return normalized === undefined || normalized === '' ? undefined : sha256Hex(normalized);
+}
+
+function normalize(key: HashedUserDataKey, value: string, context: NormalizeContext): string | undefined {
+  switch (key) {
+    case 'em':
+      return normalizeEmail(value);
+    case 'ph':
+      return normalizePhone(value, context.country);
+    case 'fn':
+    case 'ln':
+      return normalizeName(value);
+    case 'ge':
+      return normalizeGender(value);
+    case 'db':
+      return normalizeDateOfBirth(value, (context.now ??= new Date()));
+    case 'ct':
+      return normalizeCity(value);
+    case 'st':
+      return normalizeState(value, context.country);
+    case 'zp':
+      return normalizeZip(value, context.country);
+    case 'country':
+      return resolveCountry(value)?.alpha2;
+    case 'external_id':
+      return normalizeExternalId(value);
+  }
 }
 
 const REASONS: Record<HashedUserDataKey, string> = {
@@ -185,6 +221,18 @@ const COUNTRY_BY_NAME = new Map(COUNTRIES.flatMap((c) => c.names.map((name) => [
  * without accents and punctuation (`United States` → us, `UK` → gb, `DEU` → de).
  */
 export function resolveCountry(value: string): Country | undefined {
+  // Customers' countries are few: the folding below (Unicode normalisation, four regexes) runs once per spelling.
+  let found = resolvedCountries.get(value);
+  if (found === undefined) {
+    found = lookUpCountry(value) ?? null;
+    if (resolvedCountries.size >= 1_000) resolvedCountries.clear();
+    resolvedCountries.set(value, found);
+  }
+  return found ?? undefined;
+}
+const resolvedCountries = new Map<string, Country | null>();
+
+function lookUpCountry(value: string): Country | undefined {
   const key = foldKey(value);
   if (key === '') return undefined;
   return (
