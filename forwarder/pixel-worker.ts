@@ -60,7 +60,12 @@ export interface PixelStatus {
   backoffUntil: string | null;
 }
 
-type ToSend = { row: ClaimedRow; event: ServerEvent; shared?: string };
+/**
+ * A claimed row once its event is mapped: the stored event is left behind, so a batch waiting for the one
+ * before it to be sent holds only its server events (fewer objects outlive a young-generation GC).
+ */
+type HeldRow = Omit<ClaimedRow, 'event'>;
+type ToSend = { row: HeldRow; event: ServerEvent; shared?: string };
 interface Prepared {
   out: Outcomes;
   toSend: ToSend[];
@@ -193,7 +198,7 @@ export class PixelWorker {
         await this.idle(Math.min(wait, 60_000));
         continue;
       }
-      const rows = await (prefetched ?? this.tryClaim());
+      let rows = await (prefetched ?? this.tryClaim());
       prefetched = undefined;
       if (rows === undefined) {
         await this.idle(Math.max(worker.idlePollMs, 1000));
@@ -207,6 +212,7 @@ export class PixelWorker {
       if (rows.length === worker.batchSize) prefetched = this.tryClaim();
       try {
         const prepared = await this.prepare(await this.keepLease(rows));
+        rows = undefined; // the stored events are mapped: let them go before waiting for the previous batch
         await sending;
         sending = this.sendAndRecord(prepared);
       } catch (err) {
@@ -234,8 +240,8 @@ export class PixelWorker {
    * prefetched batch), so no other replica claims them meanwhile; drops rows whose lease already passed
    * to another worker.
    */
-  private async keepLease<T extends { row: ClaimedRow } | ClaimedRow>(items: T[]): Promise<T[]> {
-    const rowOf = (i: T): ClaimedRow => ('row' in i ? i.row : i);
+  private async keepLease<T extends { row: HeldRow } | HeldRow>(items: T[]): Promise<T[]> {
+    const rowOf = (i: T): HeldRow => ('row' in i ? i.row : i);
     const first = items[0];
     if (!first) return items;
     const lease = rowOf(first).lease;
@@ -298,7 +304,7 @@ export class PixelWorker {
     const customers = await this.lookUpCustomers(rows, out);
 
     const deferred = new Set(out.retry.map((r) => r.id));
-    const toSend: { row: ClaimedRow; event: ServerEvent; shared?: string }[] = [];
+    const toSend: ToSend[] = [];
     for (const row of rows) {
       if (deferred.has(row.outboxId)) continue;
       const mapped = mapEvent(row.event, {
@@ -322,7 +328,11 @@ export class PixelWorker {
         out.dead.push({ id: row.outboxId, reason: 'invalid_event', message: `rejected locally: ${message}` });
         continue;
       }
-      toSend.push({ row, event: mapped.event, shared: mapped.sharedPurchaseId });
+      toSend.push({
+        row: { outboxId: row.outboxId, attempts: row.attempts, lease: row.lease },
+        event: mapped.event,
+        shared: mapped.sharedPurchaseId,
+      });
     }
 
     // One purchase per payment: a subscription's checkout and its first invoice share an event_id. The
@@ -371,7 +381,7 @@ export class PixelWorker {
    * alone: those are dead-lettered with Meta's message, the rest delivered.
    */
   private async sendBisecting(
-    batch: { row: ClaimedRow; event: ServerEvent; shared?: string }[],
+    batch: ToSend[],
     out: Outcomes,
     settings: PixelSettings,
   ): Promise<'ok' | 'stop'> {
@@ -451,7 +461,7 @@ export class PixelWorker {
     }
   }
 
-  private release(items: { row: ClaimedRow }[], out: Outcomes, error: string, countAttempt: boolean): void {
+  private release(items: { row: HeldRow }[], out: Outcomes, error: string, countAttempt: boolean): void {
     for (const i of items) out.retry.push({ id: i.row.outboxId, at: new Date(), error, countAttempt });
   }
 
