@@ -143,6 +143,24 @@ describe('buildUserData', () => {
     expect(b).toEqual(a);
     expect(buildUserData({ external_id: 42 }).userData.external_id).toEqual([sha('42')]);
   });
+
+  it('treats one value as a list of one (the single-value path and the list path agree)', () => {
+    const values = [
+      ' Person@Example.COM ',
+      'not-an-email',
+      sha('x').toUpperCase(),
+      '(650) 555-1212',
+      4155550101,
+    ];
+    const keys = ['em', 'ph', 'fn', 'ct', 'st', 'zp', 'country', 'external_id'] as const;
+    for (const key of keys) {
+      for (const value of values) {
+        const one = buildUserData({ [key]: value, country: 'US' }, { now: today });
+        const list = buildUserData({ [key]: [value], country: ['US'] }, { now: today });
+        expect(one, `${key} ${value}`).toEqual(list);
+      }
+    }
+  });
 });
 
 describe('em', () => {
@@ -310,6 +328,15 @@ describe('country', () => {
   it.each(['Atlantis', 'XX', 'ZZZ', 'EU', ''])('rejects %j', (input) =>
     expect(resolveCountry(input)).toBeUndefined(),
   );
+  it('answers a spelling the same way every time (resolved spellings are remembered)', () => {
+    for (let i = 0; i < 3; i++) {
+      expect(resolveCountry('Deutschland')?.alpha2).toBe('de');
+      expect(resolveCountry('Atlantis')).toBeUndefined();
+    }
+    // Far more spellings than are remembered at once still resolve.
+    for (let i = 0; i < 2_500; i++) expect(resolveCountry(`Atlantis ${i}`)).toBeUndefined();
+    expect(resolveCountry(' united kingdom ')?.alpha2).toBe('gb');
+  });
 });
 
 describe('the ISO 3166-1 table', () => {
