@@ -1,6 +1,7 @@
 import { CoreV1Api, CustomObjectsApi, KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../core/api/v1alpha1/common.js';
 import { secretValue } from '../operator/resources.js';
+import { statusCode } from '../operator/runtime/errors.js';
 
 interface SecretRef {
   name?: string;
@@ -17,12 +18,6 @@ export interface ClusterTarget {
   secret: string;
   /** status.webhookURL: the full webhook URL the operator published, when it has. */
   webhookURL?: string;
-}
-
-/** The HTTP status of a client-node ApiException, if that is what `err` is. */
-function statusOf(err: unknown): number | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'number' ? code : undefined;
 }
 
 /**
@@ -51,7 +46,7 @@ export async function integrationFromCluster(
       name,
     })) as IntegrationObject;
   } catch (err) {
-    const code = statusOf(err);
+    const code = statusCode(err);
     if (code === 404)
       throw new Error(`${kind} ${namespace}/${name} not found in ${kc.getCurrentCluster()?.server}`);
     if (code === 401 || code === 403)
@@ -75,7 +70,7 @@ export async function integrationFromCluster(
   try {
     secret = await kc.makeApiClient(CoreV1Api).readNamespacedSecret({ name: ref.name, namespace });
   } catch (err) {
-    const code = statusOf(err);
+    const code = statusCode(err);
     if (code === 404)
       throw new Error(`Secret ${namespace}/${ref.name}, referenced by ${kind} ${name}, not found`);
     if (code === 401 || code === 403)
