@@ -22,11 +22,15 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECRET = 'whsec_bench_0123456789abcdef';
 const ROUTE = '/webhooks/stripe/growth/acme';
 
-// A ~2 KB checkout.session.completed; the id is replaced per request so every event is new.
+// A ~2 KB checkout.session.completed. Every request is a new purchase, as in real traffic: the event,
+// session, PaymentIntent and customer ids are replaced per request, so each one records a money movement.
 const template = JSON.stringify(
   stripeEvent(
     'checkout.session.completed',
     checkoutSession({
+      id: 'cs_BENCHID',
+      payment_intent: 'pi_BENCHID',
+      customer: 'cus_BENCHID',
       metadata: { fbc: 'fb.1.1700000000.AbCdEfGh', fbp: 'fb.1.1700000000.1234567890', note: 'x'.repeat(900) },
     }),
     { id: 'evt_BENCHID' },
@@ -54,7 +58,7 @@ async function load(url: string, connections: number, seconds: number): Promise<
     requests: [
       {
         setupRequest: (req) => {
-          const body = template.replace('evt_BENCHID', `evt_${prefix}_${n++}`);
+          const body = template.replaceAll('BENCHID', `${prefix}_${n++}`);
           return {
             ...req,
             body,

@@ -31,7 +31,7 @@ export interface NormalizedEvent {
   livemode?: boolean;
   attribution: Record<string, string>;
   details: Record<string, unknown>;
-  /** The provider's event as received, JSON text (stored as jsonb without re-serialising). */
+  /** The provider's event as received, JSON text, stored byte for byte. */
   payload: string;
   /** Outbox destinations that want this event, e.g. meta:growth/website-pixel. */
   destinations: string[];

@@ -17,6 +17,18 @@ async function storeEventsV4(pool: pg.Pool, key: string, payload: string): Promi
   return rows[0]!.r;
 }
 
+/** store_event_batch() as version 5 calls it: payloads joined into one text, the other JSON as jsonb[]. */
+async function storeEventBatchV5(pool: pg.Pool, key: string, payload: string): Promise<unknown> {
+  const { rows } = await pool.query<{ r: unknown }>(
+    `SELECT store_event_batch(ARRAY['stripe'], ARRAY['growth/acme'], ARRAY[$1], ARRAY[$1], ARRAY['invoice.paid'],
+                              ARRAY['invoice_paid'], ARRAY[now()], ARRAY[1500::bigint], ARRAY['USD'], NULL, NULL, NULL,
+                              NULL, ARRAY[false], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], $2,
+                              '{}'::bigint[], '{}'::text[], ARRAY[NULL::jsonb]) AS r`,
+    [key, payload],
+  );
+  return rows[0]!.r;
+}
+
 function event(key: string, payload: string): NormalizedEvent {
   return {
     source: 'stripe',
@@ -37,7 +49,7 @@ describe('schema migrations', () => {
   const pools: pg.Pool[] = [];
   afterAll(async () => Promise.all(pools.map((p) => p.end())));
 
-  it('v5 keeps stored events, and the previous version’s store_events() keeps working during a rolling upgrade', async () => {
+  it('v5 to v7 keep stored events, and the store functions of versions 4 and 5 keep working during a rolling upgrade', async () => {
     const { pool } = await createTestSchema('mig');
     pools.push(pool);
     // The schema as the previous version left it.
@@ -49,16 +61,20 @@ describe('schema migrations', () => {
     }
     await storeEventsV4(pool, 'self:evt_before', '{"id": "evt_before", "b": 1}');
 
-    expect(await migrate(pool)).toEqual([5]);
+    expect(await migrate(pool)).toEqual([5, 6, 7]);
     expect(await migrate(pool)).toEqual([]);
 
-    // An old replica still serving: its call stores the event.
+    // Old replicas still serving: their calls store the event.
     expect(await storeEventsV4(pool, 'self:evt_old_replica', '{"id":"evt_old_replica"}')).toEqual({
       inserted: [1],
       revenue: [],
     });
+    expect(await storeEventBatchV5(pool, 'self:evt_v5_replica', '{ "id":"evt_v5_replica" }')).toEqual({
+      inserted: [1],
+      revenue: [],
+    });
     // The new code path, including a key repeated in one batch and one already stored.
-    const store = new EventStore(pool, { maxInFlight: 1 });
+    const store = new EventStore(pool);
     const pretty = '{\n  "id": "evt_after",\n  "z": 1,\n  "a": 2\n}';
     const results = await Promise.all([
       store.save(event('self:evt_after', pretty)),
@@ -76,7 +92,8 @@ describe('schema migrations', () => {
     expect(rows).toEqual([
       { key: 'self:evt_before', payload: '{"b": 1, "id": "evt_before"}' }, // stored as jsonb before v5
       { key: 'self:evt_old_replica', payload: '{"id": "evt_old_replica"}' },
-      { key: 'self:evt_after', payload: pretty }, // byte for byte from v5 on
+      { key: 'self:evt_v5_replica', payload: '{ "id":"evt_v5_replica" }' }, // byte for byte from v5 on
+      { key: 'self:evt_after', payload: pretty },
     ]);
   });
 });

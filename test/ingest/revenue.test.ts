@@ -206,6 +206,36 @@ describe('ingest: one payment counts once, however many events report it', () =>
     ]);
   });
 
+  it('a customer’s same-amount payments count each; an invoice pairs only with a PaymentIntent within 24 h', async () => {
+    const integration = INTEGRATIONS[10]!;
+    const customer = rid('cus');
+    const intents = Array.from({ length: 8 }, () =>
+      stripeEvent(
+        'payment_intent.succeeded',
+        paymentIntent({ customer, amount: 1000, amount_received: 1000 }),
+      ),
+    );
+    // At once, so most share a batch: PaymentIntents of one customer and amount are not partners of each other.
+    await deliverAll(integration, intents);
+    expect((await revenue(integration)).revenue['30d']).toEqual([
+      { currency: 'USD', amountMinor: 8000, amount: '80.00' },
+    ]);
+    // Two days before them: no PaymentIntent within 24 h, so a payment of its own.
+    const twoDaysAgo = Math.floor(Date.now() / 1000) - 2 * 86_400;
+    await deliverAll(integration, [
+      stripeEvent('invoice.paid', invoice({ customer, amount_paid: 1000, amount_due: 1000 }), {
+        created: twoDaysAgo,
+      }),
+    ]);
+    // Now: it is one of the eight PaymentIntents' invoice.
+    await deliverAll(integration, [
+      stripeEvent('invoice.paid', invoice({ customer, amount_paid: 1000, amount_due: 1000 })),
+    ]);
+    expect((await revenue(integration)).revenue['30d']).toEqual([
+      { currency: 'USD', amountMinor: 9000, amount: '90.00' },
+    ]);
+  });
+
   it('a free trial and an unpaid asynchronous checkout add no revenue', async () => {
     const integration = INTEGRATIONS[9]!;
     await deliverAll(integration, [
@@ -231,9 +261,9 @@ describe('ingest: one payment counts once, however many events report it', () =>
 
   it('the revenue counter agrees with the stats API', async () => {
     const metrics = await ingest.metrics();
-    for (const integration of INTEGRATIONS.slice(0, 10)) {
+    for (const integration of INTEGRATIONS.slice(0, 11)) {
       const stats = await revenue(integration);
-      for (const total of stats.revenue['24h']) {
+      for (const total of stats.revenue['30d']) {
         expect(
           sample(metrics, 'tally_ingest_revenue_minor_units_total', {
             integration: `growth/${integration}`,
