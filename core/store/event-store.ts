@@ -129,7 +129,7 @@ export class EventStore {
   }
 }
 
-const STORE_EVENTS = `SELECT store_events_joined(${Array.from({ length: 20 }, (_, i) => `$${i + 1}`).join(', ')}) AS result`;
+const STORE_EVENTS = `SELECT store_events_joined(${Array.from({ length: 23 }, (_, i) => `$${i + 1}`).join(', ')}) AS result`;
 
 /**
  * One round trip: the events, their outbox rows and money movements go to store_events_joined() as
@@ -146,7 +146,10 @@ async function insertBatch(
   const payloads: string[] = [];
   const destOrd: number[] = [];
   const dest: string[] = [];
-  const movements: string[] = [];
+  const moneyAmount: (number | null)[] = [];
+  const moneyCurrency: (string | null)[] = [];
+  const aliasOrd: number[] = [];
+  const alias: string[] = [];
   events.forEach((e, i) => {
     const row = [
       e.source,
@@ -172,20 +175,12 @@ async function insertBatch(
       destOrd.push(i + 1);
       dest.push(d);
     }
-    // An empty entry is an event without a money movement.
-    movements.push(
-      e.money
-        ? JSON.stringify({
-            integration: e.integration,
-            key: e.money.key,
-            amountMinor: e.money.amount.minor,
-            currency: e.money.amount.currency,
-            customerId: e.customerId ?? null,
-            occurredAt: e.occurredAt.toISOString(),
-            aliases: e.money.aliases,
-          })
-        : '',
-    );
+    moneyAmount.push(e.money?.amount.minor ?? null);
+    moneyCurrency.push(e.money?.amount.currency ?? null);
+    for (const a of e.money?.aliases ?? []) {
+      aliasOrd.push(i + 1);
+      alias.push(a);
+    }
   });
   const { rows } = await client.query<{ result: { inserted: number[]; revenue: SavedBatch['newRevenue'] } }>({
     name: 'tally-store-events-joined',
@@ -197,7 +192,10 @@ async function insertBatch(
       payloads.join(SEPARATOR),
       destOrd,
       dest,
-      movements.join(SEPARATOR),
+      moneyAmount,
+      moneyCurrency,
+      aliasOrd,
+      alias,
     ],
   });
   const { inserted, revenue } = rows[0]!.result;
