@@ -2,8 +2,9 @@
  * npm run bench:ingest — ingest throughput against a same-run baseline:
  *   (a) a bare fastify POST route with the same 2 KB body;
  *   (b) the real Stripe route: signature verification + durable group-committed insert + 2xx;
- * at 50 and 200 connections, rounds interleaved. Prints req/s, p50/p99 and the ratio b/a per round,
- * the medians, and last a JSON line. Set BENCH_SECONDS (default 10) and BENCH_ROUNDS (default 3).
+ *   (d) the minimal durable route the targets were set on (bench/minimal-durable-server.ts);
+ * at 50 and 200 connections, rounds interleaved. Prints req/s, p50/p99 per run, the medians of the
+ * per-round ratios b/a, d/a and b/d, and last a JSON line. Set BENCH_SECONDS (default 10) and BENCH_ROUNDS (default 3).
  */
 import autocannon from 'autocannon';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -37,8 +38,10 @@ const template = JSON.stringify(
   ),
 );
 
+type Mode = 'a' | 'b' | 'd';
+
 interface Run {
-  mode: 'a' | 'b';
+  mode: Mode;
   connections: number;
   rps: number;
   p50: number;
@@ -46,7 +49,7 @@ interface Run {
   non2xx: number;
 }
 
-// Both modes get the same generator work (a fresh id and signature per request), so the ratio compares servers.
+// Every mode gets the same generator work (a fresh id and signature per request), so the ratio compares servers.
 async function load(url: string, connections: number, seconds: number): Promise<autocannon.Result> {
   let n = 0;
   const prefix = `${process.pid}${Date.now()}`;
@@ -104,7 +107,12 @@ async function main() {
   const children: ChildProcess[] = [];
   let admin: pg.Client | undefined;
   try {
-    const [barePort, ingestPort, adminPort] = [await freePort(), await freePort(), await freePort()];
+    const [barePort, ingestPort, adminPort, minimalPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
     const configPath = path.join(dir, 'tally.yaml');
     await writeFile(
       configPath,
@@ -117,6 +125,9 @@ async function main() {
     const root = projectRoot();
     children.push(start([path.join(root, 'dist/bench/bare-server.js'), String(barePort)]));
     children.push(
+      start([path.join(root, 'dist/bench/minimal-durable-server.js'), String(minimalPort), db.url, SECRET]),
+    );
+    children.push(
       start([path.join(root, 'dist/cli/tally.js'), 'ingest', '--config', configPath], {
         ...process.env,
         LOG_LEVEL: 'warn',
@@ -124,7 +135,9 @@ async function main() {
     );
     const bareUrl = `http://127.0.0.1:${barePort}`;
     const ingestUrl = `http://127.0.0.1:${ingestPort}`;
+    const minimalUrl = `http://127.0.0.1:${minimalPort}`;
     await waitForHttp(`${bareUrl}/`);
+    await waitForHttp(`${minimalUrl}/`);
     await waitForHttp(`http://127.0.0.1:${adminPort}/readyz`);
     admin = new pg.Client({ connectionString: db.url });
     await admin.connect();
@@ -132,8 +145,9 @@ async function main() {
     const runs: Run[] = [];
     for (let round = 1; round <= ROUNDS; round++) {
       for (const connections of [50, 200]) {
-        // Alternate which mode goes first, so drift on a noisy machine does not favour one.
-        const order: ('a' | 'b')[] = round % 2 ? ['a', 'b'] : ['b', 'a'];
+        // Rotate which mode goes first, so drift on a noisy machine does not favour one.
+        const modes: Mode[] = ['a', 'b', 'd'];
+        const order = [...modes.slice(round % 3), ...modes.slice(0, round % 3)];
         for (const mode of order) {
           if (mode === 'b') {
             // events first, the order ingest's batches lock them in: a batch still in flight from the
@@ -141,7 +155,11 @@ async function main() {
             await admin.query('TRUNCATE events, outbox, money_movements');
             await admin.query('CHECKPOINT');
           }
-          const url = mode === 'a' ? bareUrl : ingestUrl;
+          if (mode === 'd') {
+            await admin.query('TRUNCATE bench_events');
+            await admin.query('CHECKPOINT');
+          }
+          const url = mode === 'a' ? bareUrl : mode === 'b' ? ingestUrl : minimalUrl;
           await load(url, connections, 2); // warm-up
           // Statistics, as autovacuum keeps them on a running system: after TRUNCATE the planner would
           // choose indexes for the money-movement lookups without any.
@@ -170,28 +188,35 @@ async function main() {
       eventsInLastRun: rows[0]!.n,
     };
     for (const connections of [50, 200]) {
-      const ratios: number[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        const a = runs.filter((r) => r.mode === 'a' && r.connections === connections)[round]!;
-        const b = runs.filter((r) => r.mode === 'b' && r.connections === connections)[round]!;
-        ratios.push(b.rps / a.rps);
-      }
-      const of = (mode: 'a' | 'b', key: 'rps' | 'p50' | 'p99') =>
-        median(runs.filter((r) => r.mode === mode && r.connections === connections).map((r) => r[key]));
+      const runsOf = (mode: Mode) => runs.filter((r) => r.mode === mode && r.connections === connections);
+      // The median of per-round ratios: each compares two runs made minutes apart on the same machine.
+      const ratio = (x: Mode, y: Mode) => {
+        const rs = runsOf(x).map((r, i) => r.rps / runsOf(y)[i]!.rps);
+        return {
+          median: Number(median(rs).toFixed(3)),
+          range: [Number(Math.min(...rs).toFixed(3)), Number(Math.max(...rs).toFixed(3))],
+        };
+      };
+      const of = (mode: Mode, key: 'rps' | 'p50' | 'p99') => median(runsOf(mode).map((r) => r[key]));
+      const ba = ratio('b', 'a');
       const line = {
         aRps: Math.round(of('a', 'rps')),
         bRps: Math.round(of('b', 'rps')),
-        ratioBA: Number(median(ratios).toFixed(3)),
-        ratioRange: [Number(Math.min(...ratios).toFixed(3)), Number(Math.max(...ratios).toFixed(3))],
+        dRps: Math.round(of('d', 'rps')),
+        ratioBA: ba.median,
+        ratioRange: ba.range,
+        ratioDA: ratio('d', 'a').median,
+        ratioBD: ratio('b', 'd').median,
         aP50: of('a', 'p50'),
         aP99: of('a', 'p99'),
         bP50: of('b', 'p50'),
         bP99: of('b', 'p99'),
+        dP99: of('d', 'p99'),
         non2xx: runs.filter((r) => r.connections === connections).reduce((s, r) => s + r.non2xx, 0),
       };
       summary[`c${connections}`] = line;
       console.log(
-        `${connections} conns: b/a = ${line.ratioBA} (rounds ${line.ratioRange.join('–')}), a ${line.aRps} req/s, b ${line.bRps} req/s, b p50 ${line.bP50} ms, b p99 ${line.bP99} ms`,
+        `${connections} conns: b/a = ${line.ratioBA} (rounds ${line.ratioRange.join('–')}), d/a = ${line.ratioDA}, b/d = ${line.ratioBD}; a ${line.aRps}, b ${line.bRps}, d ${line.dRps} req/s; b p50 ${line.bP50} ms, b p99 ${line.bP99} ms, d p99 ${line.dP99} ms`,
       );
     }
     console.log(JSON.stringify(summary));
