@@ -125,7 +125,11 @@ export class EventStore {
     }
     batch.firsts.forEach((p, i) => p.resolve(outcome.outcomes[i]!));
     for (const p of batch.repeats) p.resolve('duplicate');
-    this.opts.onBatch?.(batch.all.length, outcome.saved);
+    try {
+      this.opts.onBatch?.(batch.all.length, outcome.saved);
+    } catch {
+      // Metrics only: the events are stored and answered, and the next batch is already on its way.
+    }
   }
 }
 
