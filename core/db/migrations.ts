@@ -481,9 +481,11 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
           RETURN jsonb_build_object('inserted', '[]'::jsonb, 'revenue', '[]'::jsonb);
         END IF;
 
-        INSERT INTO outbox (event_id, destination)
-        SELECT i.id, d.dest
-          FROM unnest(ords, ids) AS i(n, id) JOIN unnest(p_dest_ord, p_dest) AS d(n, dest) ON d.n = i.n;
+        IF cardinality(p_dest) > 0 THEN
+          INSERT INTO outbox (event_id, destination)
+          SELECT i.id, d.dest
+            FROM unnest(ords, ids) AS i(n, id) JOIN unnest(p_dest_ord, p_dest) AS d(n, dest) ON d.n = i.n;
+        END IF;
 
         -- The same lock record_money_movements() takes: concurrent batches see each other's movements.
         FOR integ IN
