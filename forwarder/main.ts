@@ -13,7 +13,13 @@ import type { EventNames } from './mapping.js';
 import { redactSecrets } from './meta/errors.js';
 import { MAX_EVENTS_PER_REQUEST } from './meta/event.js';
 import { createForwarderMetrics, type ForwarderMetrics } from './metrics.js';
-import { destinationStats, listDeadLetters, redriveDeadLetters, type RedriveFilter } from './outbox.js';
+import {
+  deleteFinishedRows,
+  destinationStats,
+  listDeadLetters,
+  redriveDeadLetters,
+  type RedriveFilter,
+} from './outbox.js';
 import { PixelWorker, type PixelSettings, type WorkerSettings } from './pixel-worker.js';
 import { StripeCustomers } from './stripe-customers.js';
 
@@ -58,6 +64,8 @@ export interface ForwarderOptions {
   statsIntervalMs?: number;
   /** How often the config file is polled besides the watcher (default 5 s). */
   configPollMs?: number;
+  /** How often finished outbox rows past the retention period are deleted (default 1 h). */
+  retentionIntervalMs?: number;
 }
 
 export interface RunningForwarder {
@@ -163,6 +171,14 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
   void schema.done.then(() => latest && apply?.(latest));
 
   const stats = startStats(pool, metrics, () => [...workers.keys()], opts.statsIntervalMs ?? 5_000);
+  const retention = startRetention(
+    pool,
+    metrics,
+    log,
+    () => (latest ?? config.current()).forwarder.outboxRetentionDays,
+    opts.retentionIntervalMs ?? 60 * 60_000,
+    schema.done,
+  );
   const admin = buildAdminServer({ pool, metrics, log, workers, schema });
   const address = await admin.listen({
     host: opts.host ?? settings.host,
@@ -177,6 +193,7 @@ export async function runForwarder(opts: ForwarderOptions): Promise<RunningForwa
       config.close();
       schema.stop();
       stats.stop();
+      retention.stop();
       apply = undefined;
       // In-flight batches finish and record their outcome before the pool closes.
       await Promise.all([...workers.values()].map((w) => w.stop()));
@@ -208,6 +225,42 @@ function startStats(pool: pg.Pool, metrics: ForwarderMetrics, pixels: () => stri
   return {
     refresh,
     stop: () => clearInterval(timer),
+  };
+}
+
+/**
+ * Deletes finished outbox rows past the retention period, once the schema exists and then every
+ * interval. Replicas may all run it: a row goes once, and a replica that finds it gone moves on.
+ */
+function startRetention(
+  pool: pg.Pool,
+  metrics: ForwarderMetrics,
+  log: Logger,
+  retentionDays: () => number,
+  intervalMs: number,
+  schemaReady: Promise<unknown>,
+) {
+  let running: Promise<void> | undefined;
+  let stopped = false;
+  const run = () => {
+    if (stopped) return;
+    running ??= deleteFinishedRows(pool, retentionDays())
+      .then((deleted) => {
+        metrics.retentionDeleted.inc(deleted);
+        if (deleted > 0)
+          log.info({ deleted, retentionDays: retentionDays() }, 'deleted finished outbox rows');
+      })
+      .catch((err: Error) => log.warn({ error: err.message }, 'could not delete finished outbox rows'))
+      .finally(() => (running = undefined));
+  };
+  const timer = setInterval(run, intervalMs);
+  timer.unref();
+  void schemaReady.then(run);
+  return {
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
   };
 }
 

@@ -45,6 +45,11 @@ export function createForwarderMetrics() {
       registers: [registry],
     }),
     pending: gauge('tally_forwarder_outbox_pending_events', 'Outbox rows waiting to be sent.', ['pixel']),
+    retentionDeleted: counter(
+      'tally_forwarder_outbox_rows_deleted_total',
+      'Sent and skipped outbox rows deleted after the retention period.',
+      [],
+    ),
     deadLetterDepth: gauge(
       'tally_forwarder_outbox_dead_lettered_events',
       'Outbox rows dead-lettered and not re-driven.',

@@ -328,3 +328,34 @@ export async function destinationStats(pool: pg.Pool): Promise<Map<string, Desti
     ]),
   );
 }
+
+/**
+ * Deletes sent and skipped rows queued more than `retentionDays` ago, in chunks of `chunk` rows so no
+ * transaction runs long, and returns how many went. Pending and dead-lettered rows stay whatever their
+ * age. Rows are visited in id order below the first row young enough to keep, so a run reads the old
+ * rows only, not the whole table.
+ */
+export async function deleteFinishedRows(
+  pool: pg.Pool,
+  retentionDays: number,
+  chunk = 5_000,
+): Promise<number> {
+  const { rows } = await pool.query<{ cutoff: Date; bound: string | null }>(
+    `SELECT now() - make_interval(days => $1) AS cutoff,
+            (SELECT id FROM outbox WHERE created_at >= now() - make_interval(days => $1) ORDER BY id LIMIT 1) AS bound`,
+    [retentionDays],
+  );
+  const { cutoff, bound } = rows[0]!;
+  let deleted = 0;
+  for (;;) {
+    const { rowCount } = await pool.query(
+      `DELETE FROM outbox WHERE id IN (
+         SELECT id FROM outbox
+          WHERE ($3::bigint IS NULL OR id < $3) AND status IN (${STATUS.sent}, ${STATUS.skipped}) AND created_at < $1
+          ORDER BY id LIMIT $2)`,
+      [cutoff, chunk, bound],
+    );
+    deleted += rowCount ?? 0;
+    if ((rowCount ?? 0) < chunk) return deleted;
+  }
+}

@@ -94,6 +94,12 @@ export const TallyConfig = z
         stripeApiBaseUrl: z.url().default('https://api.stripe.com'),
         batchSize: z.int().min(1).max(1000).default(1000),
         batchesInFlight: z.int().min(1).max(16).default(2),
+        /**
+         * Sent and skipped outbox rows are deleted this many days after they were queued. Meta takes no
+         * event older than 7 days, so an older row has nothing left to do; pending and dead-lettered rows
+         * are kept whatever their age. The events themselves are never deleted.
+         */
+        outboxRetentionDays: z.int().min(8).default(30),
       })
       .prefault({}),
     database: z
