@@ -300,6 +300,7 @@ function buildAdminServer(deps: {
           lastError: status.lastError === null ? null : redactSecrets(status.lastError),
           pending: s?.pending ?? 0,
           deadLetteredTotal: s?.deadLettered ?? 0,
+          sentTotal: s?.sentTotal ?? 0,
           oldestPendingSeconds: s?.oldestPendingSeconds ?? null,
         };
       }),

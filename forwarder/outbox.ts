@@ -126,8 +126,11 @@ export async function release(pool: pg.Pool, ids: number[]): Promise<void> {
   await pool.query('UPDATE outbox SET locked_until = NULL WHERE id = ANY($1::bigint[])', [ids]);
 }
 
-/** Writes a batch's outcomes in one transaction: a row's fate is recorded once, whatever happens next. */
-export async function record(pool: pg.Pool, o: Outcomes): Promise<void> {
+/**
+ * Writes a batch's outcomes in one transaction: a row's fate is recorded once, whatever happens next,
+ * and the destination's total of sent events rises with it.
+ */
+export async function record(pool: pg.Pool, destination: string, o: Outcomes): Promise<void> {
   const client = await pool.connect();
   let failure: Error | undefined;
   try {
@@ -138,6 +141,12 @@ export async function record(pool: pg.Pool, o: Outcomes): Promise<void> {
         text: `UPDATE outbox SET status = 1, sent_at = now(), locked_until = NULL, attempts = attempts + 1
                 WHERE id = ANY($1::bigint[])`,
         values: [o.sent],
+      });
+      await client.query({
+        name: 'tally-forwarder-sent-total',
+        text: `INSERT INTO destination_totals (destination, sent) VALUES ($1, $2)
+               ON CONFLICT (destination) DO UPDATE SET sent = destination_totals.sent + EXCLUDED.sent`,
+        values: [destination, o.sent.length],
       });
     }
     for (const [rows, status] of [
@@ -300,11 +309,14 @@ export interface DestinationStats {
   pending: number;
   deadLettered: number;
   oldestPendingSeconds: number | null;
+  /** Events the destination accepted, ever, by every replica. */
+  sentTotal: number;
 }
 
 /**
- * Per destination: pending and dead-lettered rows and the age of the oldest pending one. Both read
- * only their partial index (status 0 or 2), never the sent history, so scrapes stay cheap.
+ * Per destination: pending and dead-lettered rows, the age of the oldest pending one, and the sent
+ * total. They read only the partial indexes (status 0 or 2) and destination_totals, never the sent
+ * history, so scrapes stay cheap.
  */
 export async function destinationStats(pool: pg.Pool): Promise<Map<string, DestinationStats>> {
   const { rows } = await pool.query<{
@@ -321,12 +333,27 @@ export async function destinationStats(pool: pg.Pool): Promise<Map<string, Desti
              SELECT destination, 0, count(*), NULL FROM outbox WHERE status = 2 GROUP BY destination) s
       GROUP BY destination`,
   );
-  return new Map(
+  const totals = await pool.query<{ destination: string; sent: number }>(
+    'SELECT destination, sent FROM destination_totals',
+  );
+  const stats = new Map<string, DestinationStats>(
     rows.map((r) => [
       r.destination,
-      { pending: r.pending, deadLettered: r.dead, oldestPendingSeconds: r.oldest },
+      { pending: r.pending, deadLettered: r.dead, oldestPendingSeconds: r.oldest, sentTotal: 0 },
     ]),
   );
+  for (const t of totals.rows) {
+    const s = stats.get(t.destination);
+    if (s) s.sentTotal = t.sent;
+    else
+      stats.set(t.destination, {
+        pending: 0,
+        deadLettered: 0,
+        oldestPendingSeconds: null,
+        sentTotal: t.sent,
+      });
+  }
+  return stats;
 }
 
 /**

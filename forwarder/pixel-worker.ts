@@ -288,7 +288,7 @@ export class PixelWorker {
           await this.sendBisecting(p.toSend, p.out, p.settings);
         }
       }
-      await record(this.deps.pool, p.out);
+      await record(this.deps.pool, this.destination, p.out);
       this.count(p.out);
     } catch (err) {
       // Unrecorded rows come back after their lease and are sent again with the same event_id.

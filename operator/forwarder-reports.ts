@@ -2,7 +2,8 @@ import type { ForwarderReports, PixelReport } from './pixel.js';
 
 interface PixelStatusItem {
   pixel: string;
-  sent: number;
+  /** Sent by every replica, ever (the replica's own count is `sent`). */
+  sentTotal: number;
   lastSuccessTime: string | null;
   lastError: string | null;
   lastErrorTime: string | null;
@@ -52,7 +53,7 @@ export class HttpForwarderReports implements ForwarderReports {
     const changed: string[] = [];
     for (const item of items) {
       const report: PixelReport = {
-        eventsForwarded: item.sent,
+        eventsForwarded: item.sentTotal,
         eventsFailed: item.deadLetteredTotal,
         ...(item.lastSuccessTime ? { lastForwardTime: item.lastSuccessTime } : {}),
         ...(item.lastError ? { lastError: item.lastError } : {}),

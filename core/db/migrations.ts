@@ -560,6 +560,21 @@ export const MIGRATIONS: { version: number; name: string; sql: string }[] = [
       $fn$;
     `,
   },
+  {
+    version: 8,
+    name: 'destination totals: events each destination accepted, kept across restarts and retention',
+    sql: `
+      -- What a MetaPixel's status reports as eventsForwarded: one row per destination, raised in the same
+      -- transaction that marks rows sent, so it is shared by all forwarder replicas, survives restarts,
+      -- and stays when old outbox rows are deleted.
+      CREATE TABLE destination_totals (
+        destination text PRIMARY KEY,
+        sent        bigint NOT NULL DEFAULT 0
+      );
+      INSERT INTO destination_totals (destination, sent)
+      SELECT destination, count(*) FROM outbox WHERE status = 1 GROUP BY destination;
+    `,
+  },
 ];
 
 const LOCK_ID = 0x7a11_0001;

@@ -37,16 +37,20 @@ describe('several forwarder replicas on one outbox', () => {
     await waitFor(async () => (await outboxStatus(env.pool)).sent === 3000, 'all sent', 60_000);
     expect(new Set(pixel().deliveredIds()).size).toBe(3000);
     expect(pixel().counters.duplicates).toBe(0);
-    const sent = await Promise.all(
-      [a, b].map(async (f) => {
-        const body = (await (await fetch(`${f.adminUrl}/api/v1/pixels`)).json()) as {
-          items: { pixel: string; sent: number }[];
-        };
-        return body.items.find((p) => p.pixel === PIXEL)!.sent;
-      }),
-    );
-    expect(sent[0]! + sent[1]!).toBe(3000);
-    expect(Math.min(...sent)).toBeGreaterThan(0);
+    const status = async (f: { adminUrl: string }) => {
+      const body = (await (await fetch(`${f.adminUrl}/api/v1/pixels`)).json()) as {
+        items: { pixel: string; sent: number; sentTotal: number }[];
+      };
+      return body.items.find((p) => p.pixel === PIXEL)!;
+    };
+    const [sa, sb] = await Promise.all([status(a), status(b)]);
+    expect(sa.sent + sb.sent).toBe(3000);
+    expect(Math.min(sa.sent, sb.sent)).toBeGreaterThan(0);
+    // What the MetaPixel's status shows: the same shared total on every replica, and after a restart.
+    expect([sa.sentTotal, sb.sentTotal]).toEqual([3000, 3000]);
+    await a.close();
+    const c = await env.start(options);
+    expect(await status(c)).toMatchObject({ sent: 0, sentTotal: 3000 });
   });
 });
 
