@@ -14,6 +14,7 @@ interface Connection {
 export class TcpProxy {
   private readonly connections = new Set<Connection>();
   private refusing = false;
+  private freezingNew = false;
 
   private constructor(
     private readonly server: net.Server,
@@ -58,10 +59,17 @@ export class TcpProxy {
 
   /**
    * Existing connections stop carrying bytes either way but stay open: the half-open state a dead peer
-   * or a silent middlebox leaves behind. New connections work.
+   * or a silent middlebox leaves behind. New connections work, unless `alsoNew`: then they freeze too
+   * until `thaw()`, so a client that happens to reconnect just then cannot slip past.
    */
-  freeze(): void {
+  freeze(alsoNew = false): void {
     for (const c of this.connections) c.frozen = true;
+    this.freezingNew = alsoNew;
+  }
+
+  /** New connections work again; frozen ones stay frozen. */
+  thaw(): void {
+    this.freezingNew = false;
   }
 
   async close(): Promise<void> {
@@ -75,7 +83,7 @@ export class TcpProxy {
       return;
     }
     const upstream = net.connect(this.target, '127.0.0.1');
-    const conn: Connection = { client, upstream, frozen: false };
+    const conn: Connection = { client, upstream, frozen: this.freezingNew };
     this.connections.add(conn);
     client.on('data', (chunk: Buffer) => {
       if (!conn.frozen) upstream.write(chunk);
