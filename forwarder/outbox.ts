@@ -367,7 +367,7 @@ export async function deleteFinishedRows(
   retentionDays: number,
   chunk = 5_000,
 ): Promise<number> {
-  const { rows } = await pool.query<{ cutoff: Date; bound: string | null }>(
+  const { rows } = await pool.query<{ cutoff: Date; bound: number | null }>(
     `SELECT now() - make_interval(days => $1) AS cutoff,
             (SELECT id FROM outbox WHERE created_at >= now() - make_interval(days => $1) ORDER BY id LIMIT 1) AS bound`,
     [retentionDays],
