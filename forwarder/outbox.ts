@@ -142,12 +142,6 @@ export async function record(pool: pg.Pool, destination: string, o: Outcomes): P
                 WHERE id = ANY($1::bigint[])`,
         values: [o.sent],
       });
-      await client.query({
-        name: 'tally-forwarder-sent-total',
-        text: `INSERT INTO destination_totals (destination, sent) VALUES ($1, $2)
-               ON CONFLICT (destination) DO UPDATE SET sent = destination_totals.sent + EXCLUDED.sent`,
-        values: [destination, o.sent.length],
-      });
     }
     for (const [rows, status] of [
       [o.skipped, STATUS.skipped],
@@ -174,6 +168,15 @@ export async function record(pool: pg.Pool, destination: string, o: Outcomes): P
           o.retry.map((r) => r.countAttempt),
         ],
       );
+    }
+    if (o.sent.length > 0) {
+      // Last, so the destination's row is locked only for the commit: batches in flight share it.
+      await client.query({
+        name: 'tally-forwarder-sent-total',
+        text: `INSERT INTO destination_totals (destination, sent) VALUES ($1, $2)
+                 ON CONFLICT (destination) DO UPDATE SET sent = destination_totals.sent + EXCLUDED.sent`,
+        values: [destination, o.sent.length],
+      });
     }
     await client.query('COMMIT');
   } catch (err) {
