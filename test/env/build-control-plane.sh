@@ -17,10 +17,13 @@ root="${TALLY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tally}/k8sbins"
 key="k8s-${K8S}_etcd-${ETCD}_${GOV}_${ARCH}_${hash}"
 out="$root/$key"
 
+# The outputs are captured, not piped into `grep -q`: grep exits at the first match, and under pipefail
+# the SIGPIPE etcd then gets on writing its next lines failed the check now and then.
 verify() {
+  local apiserver etcd
   [ -x "$1/kube-apiserver" ] && [ -x "$1/etcd" ] && [ -x "$1/kubectl" ] &&
-    "$1/kube-apiserver" --version 2>/dev/null | grep -q "Kubernetes ${K8S}" &&
-    "$1/etcd" --version 2>/dev/null | grep -q "etcd Version: ${ETCD#v}"
+    apiserver=$("$1/kube-apiserver" --version 2>/dev/null) && [[ $apiserver == *"Kubernetes ${K8S}"* ]] &&
+    etcd=$("$1/etcd" --version 2>/dev/null) && [[ $etcd == *"etcd Version: ${ETCD#v}"* ]]
 }
 
 if verify "$out"; then
